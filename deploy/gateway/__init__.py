@@ -1,0 +1,1 @@
+"""The gateway: routing table (routes.py) and nginx configuration rendering (render.py)."""

@@ -1,0 +1,403 @@
+"""The gateway's nginx config, run by the real nginx against stub upstreams on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.gateway.render import GatewayConfig, nginx_command, render_nginx_conf
+from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, route_for
+
+# (path, service) for every row of the table, plus near-misses that must get None (404).
+ROUTED: list[tuple[str, str]] = [
+    ("/.well-known/jwks.json", "auth"),
+    ("/api/v1/auth/register", "auth"),
+    ("/api/v1/auth/login", "auth"),
+    ("/api/v1/auth/token", "auth"),
+    ("/api/v1/auth/refresh", "auth"),
+    ("/api/v1/auth/logout", "auth"),
+    ("/api/v1/auth/verify-email", "auth"),
+    ("/api/v1/auth/verify-email?token=abc", "auth"),
+    ("/api/v1/auth/resend-verification", "auth"),
+    ("/api/v1/auth/password-reset", "auth"),
+    ("/api/v1/auth/password-reset/confirm", "auth"),
+    ("/api/v1/me", "auth"),
+    ("/api/v1/me?x=1", "auth"),
+    ("/api/v1/users", "auth"),
+    ("/api/v1/users?q=ali&limit=5", "auth"),
+    ("/api/v1/users/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "auth"),
+    ("/api/v1/users/1234567890", "auth"),
+    ("/api/v1/users/by-username/alice_01", "auth"),
+    ("/api/v1/users/by-username/followers", "auth"),
+    ("/api/v1/users/by-username/posts", "auth"),
+    ("/api/v1/users/by-username", "auth"),
+    ("/api/v1/me/following/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "network"),
+    ("/api/v1/me/suggestions", "network"),
+    ("/api/v1/me/suggestions?limit=10", "network"),
+    ("/api/v1/users/u1/followers", "network"),
+    ("/api/v1/users/u1/followers?cursor=abc", "network"),
+    ("/api/v1/users/u1/following", "network"),
+    ("/api/v1/users/u1/relationship", "network"),
+    ("/api/v1/posts", "post"),
+    ("/api/v1/posts?q=hello", "post"),
+    ("/api/v1/posts?tag=python", "post"),
+    ("/api/v1/posts/p1", "post"),
+    ("/api/v1/posts/p1/like", "post"),
+    ("/api/v1/posts/p1/likes", "post"),
+    ("/api/v1/posts/p1/comments", "post"),
+    ("/api/v1/comments/c1", "post"),
+    ("/api/v1/users/u1/posts", "post"),
+    ("/api/v1/users/u1/posts?limit=3", "post"),
+    ("/api/v1/me/feed", "feed"),
+    ("/api/v1/me/feed?cursor=x", "feed"),
+    ("/api/v1/me/notifications", "feed"),
+    ("/api/v1/me/notifications/read", "feed"),
+    ("/api/v1/me/notifications/stream", "feed"),
+]
+
+NEAR_MISSES: list[str] = [
+    "/",
+    "/api",
+    "/api/v1",
+    "/api/v1/",
+    "/api/v1/me/",
+    "/api/v1/meX",
+    "/api/v1/me/feedX",
+    "/api/v1/me/feed/",
+    "/api/v1/me/suggestions/x",
+    "/api/v1/me/following",
+    "/api/v1/me/notificationsX",
+    "/api/v1/users/",
+    "/api/v1/usersX",
+    "/api/v1/users/u1/",
+    "/api/v1/users/u1/followersX",
+    "/api/v1/users/u1/posts/p1",
+    "/api/v1/users/u1/likes",
+    "/api/v1/users/by-username/alice/posts",
+    "/api/v1/users/by-username/alice/followers",
+    "/api/v1/postsX",
+    "/api/v1/comments",
+    "/api/v1/commentsX",
+    "/api/v1/auth",
+    "/api/v1/authX/login",
+    "/api/v2/posts",
+    "/.well-known/jwks.jsonX",
+    "/.well-known/openid-configuration",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/internal/v1/posts/batch",
+    "/internal/v1/users/u1/followers",
+    "/API/V1/ME",
+]
+
+
+def _path_only(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+@pytest.mark.parametrize(("path", "service"), ROUTED)
+def test_table_routes_each_path_to_one_service(path: str, service: str) -> None:
+    route = route_for(_path_only(path))
+    assert route is not None
+    assert route.service == service
+
+
+@pytest.mark.parametrize("path", NEAR_MISSES)
+def test_table_routes_near_misses_nowhere(path: str) -> None:
+    assert route_for(_path_only(path)) is None
+
+
+def test_every_route_is_exercised() -> None:
+    used = {route.name for path, _ in ROUTED if (route := route_for(_path_only(path)))}
+    assert used == {route.name for route in ROUTES}
+
+
+# --- the real nginx ------------------------------------------------------------------------
+
+
+@dataclass
+class Stub:
+    name: str
+    server: ThreadingHTTPServer
+    requests: list[dict[str, object]]
+    release_stream: threading.Event
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+
+def _start_stub(name: str) -> Stub:
+    requests: list[dict[str, object]] = []
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            requests.append({"path": self.path, "headers": dict(self.headers), "bytes": len(body)})
+            if self.path.startswith("/api/v1/me/notifications/stream"):
+                self._stream()
+                return
+            answer = {"service": name, "path": self.path, "bytes": len(body)}
+            payload = json.dumps({**answer, "headers": dict(self.headers)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _stream(self) -> None:
+            # Deliberately no X-Accel-Buffering header: the gateway config alone must stream.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(f"id: 1\ndata: {name}\n\n".encode())
+            self.wfile.flush()
+            release.wait(timeout=30)
+            self.wfile.write(b"id: 2\ndata: bye\n\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return Stub(name, server, requests, release)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    url: str
+    conf: Path
+    runtime_dir: Path
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], runtime_dir: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = (runtime_dir / "error.log").read_text(errors="replace")
+            raise RuntimeError(f"nginx exited with {proc.returncode}: {log}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nginx did not start listening")
+
+
+def _run_nginx(upstreams: dict[str, str]) -> Iterator[Gateway]:
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is not installed: apt-get install -y nginx")
+    # Not pytest's tmp_path: its parents are 0700, and nginx workers drop to `nobody` when the
+    # master runs as root, yet must write request bodies into the temp dirs.
+    runtime_dir = Path(tempfile.mkdtemp(prefix="murmur-gw-"))
+    runtime_dir.chmod(0o755)
+    port = _free_port()
+    config = GatewayConfig(
+        runtime_dir=str(runtime_dir),
+        listen=f"127.0.0.1:{port}",
+        upstreams=upstreams,  # type: ignore[arg-type]
+        worker_processes="1",
+    )
+    conf = runtime_dir / "nginx.conf"
+    conf.write_text(render_nginx_conf(config))
+    cmd = nginx_command(conf, runtime_dir)
+    check = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc, runtime_dir)
+        yield Gateway(f"http://127.0.0.1:{port}", conf, runtime_dir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stubs() -> Iterator[dict[str, Stub]]:
+    started: dict[str, Stub] = {name: _start_stub(name) for name in ROUTED_SERVICES}
+    yield started
+    for stub in started.values():
+        stub.release_stream.set()
+        stub.server.shutdown()
+        stub.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def gateway(stubs: dict[str, Stub]) -> Iterator[Gateway]:
+    yield from _run_nginx({name: stub.address for name, stub in stubs.items()})
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=10) as c:
+        yield c
+
+
+def test_nginx_t_accepts_the_default_render(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx_conf(GatewayConfig(runtime_dir=str(tmp_path))))
+    result = subprocess.run(
+        [*nginx_command(conf, tmp_path), "-t"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "service"), [(p, s) for p, s in ROUTED if not p.endswith("/stream")]
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_nginx_routes_to_the_right_service(
+    client: httpx.Client, path: str, service: str, method: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["service"] == service
+    # The original URI, query string included, reaches the service unchanged.
+    assert body["path"] == path
+
+
+@pytest.mark.parametrize("path", NEAR_MISSES)
+def test_nginx_answers_404_problem_for_near_misses(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 404
+
+
+def test_forwarding_headers_and_ids(client: httpx.Client) -> None:
+    sent = client.get("/api/v1/me", headers={"X-Request-ID": "req-1", "X-Correlation-ID": "cor-1"})
+    headers = {k.lower(): v for k, v in sent.json()["headers"].items()}
+    assert headers["x-request-id"] == "req-1"
+    assert headers["x-correlation-id"] == "cor-1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "127.0.0.1"
+    assert headers["x-real-ip"] == "127.0.0.1"
+
+    minted = client.get("/api/v1/me").json()["headers"]
+    minted = {k.lower(): v for k, v in minted.items()}
+    assert len(minted["x-request-id"]) == 32
+    assert minted["x-correlation-id"] == minted["x-request-id"]
+
+
+def test_body_limit_is_one_mebibyte(client: httpx.Client) -> None:
+    ok = client.post("/api/v1/posts", content=b"x" * 1_000_000)
+    assert ok.status_code == 200
+    assert ok.json()["bytes"] == 1_000_000
+
+    too_big = client.post("/api/v1/posts", content=b"x" * (1_048_576 + 1))
+    assert too_big.status_code == 413
+    assert too_big.headers["content-type"] == "application/problem+json"
+    assert too_big.json()["status"] == 413
+
+
+def test_sse_is_not_buffered(client: httpx.Client, stubs: dict[str, Stub]) -> None:
+    feed = stubs["feed"]
+    feed.release_stream.clear()
+    got_first = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        with client.stream("GET", "/api/v1/me/notifications/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                lines.append(line)
+                if line == "data: feed":
+                    got_first.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        # The upstream holds the stream open after the first event: a buffering proxy would
+        # keep the event until the response ends, so it would arrive only after release.
+        assert got_first.wait(timeout=5), f"first event not delivered while stream open: {lines}"
+    finally:
+        feed.release_stream.set()
+    reader.join(timeout=10)
+    assert "data: bye" in lines
+
+
+def test_stream_location_has_long_read_timeout(gateway: Gateway) -> None:
+    text = gateway.conf.read_text()
+    stream_block = text.split("notifications-stream -> feed_service", 1)[1].split("}", 1)[0]
+    assert "proxy_buffering off;" in stream_block
+    assert "proxy_read_timeout 1h;" in stream_block
+
+
+def test_upstream_down_gives_503_problem_with_retry_after() -> None:
+    dead = f"127.0.0.1:{_free_port()}"
+    for gw in _run_nginx({name: dead for name in ROUTED_SERVICES}):
+        response = httpx.get(f"{gw.url}/api/v1/posts", timeout=10)
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["status"] == 503
+
+
+def test_cli_renders_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "gw.conf"
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "deploy.gateway",
+            "render",
+            "--out",
+            str(out),
+            "--upstream",
+            "feed=10.0.0.9:9004",
+            "--listen",
+            "0.0.0.0:9999",
+            "--runtime-dir",
+            str(tmp_path),
+        ],
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ},
+    )
+    text = out.read_text()
+    assert "server 10.0.0.9:9004;" in text
+    assert "server 127.0.0.1:8001;" in text
+    assert "listen 0.0.0.0:9999;" in text
+    assert "daemon off;" in text
+
+    bad = subprocess.run(
+        ["python", "-m", "deploy.gateway", "render", "--out", str(out), "--upstream", "nope=1:2"],
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert bad.returncode != 0
