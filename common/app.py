@@ -1,0 +1,190 @@
+"""``create_app``: every service's FastAPI app with logging, errors, health and metrics wired in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.errors import BodySizeLimitMiddleware, install_problem_handlers, problem_response
+from common.health import ReadinessCheck
+from common.logging import CorrelationIdMiddleware, configure_logging, get_logger
+from common.settings import ServiceSettings
+
+__all__ = ["ReadinessCheck", "create_app"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+_UNMATCHED_ROUTE = "<unmatched>"
+# Probes and scrapes arrive every few seconds: counted in metrics, kept out of the access log.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+log = get_logger(__name__)
+
+
+class _HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+
+
+class _TelemetryMiddleware:
+    """Pure ASGI: one access-log line and the request metrics per HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: _HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture_status)
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            # The route template, never the raw path: ids would explode label cardinality.
+            route = getattr(scope.get("route"), "path", None) or _UNMATCHED_ROUTE
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route, str(status)).observe(elapsed)
+            if scope["path"] not in _QUIET_PATHS:
+                # The path only: query strings may carry tokens (e.g. ?token= on verify links).
+                log.info(
+                    "http_request",
+                    method=method,
+                    route=route,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+
+
+async def _run_check(name: str, check: ReadinessCheck, timeout_s: float) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout_s)
+    except TimeoutError:
+        log.warning("readiness_check_failed", dependency=name, error="timeout")
+        return "timeout"
+    except Exception as exc:
+        log.warning("readiness_check_failed", dependency=name, error=type(exc).__name__)
+        return "down"
+    return "ok"
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, ReadinessCheck] = request.app.state.readiness
+        timeout_s: float = request.app.state.settings.readiness_timeout_s
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(n, checks[n], timeout_s) for n in names))
+        status = dict(zip(names, results, strict=True))
+        failed = [name for name, result in status.items() if result != "ok"]
+        if failed:
+            return problem_response(
+                503,
+                "Service Unavailable",
+                "Not ready: " + ", ".join(failed),
+                headers={"Retry-After": "5"},
+                checks=status,
+            )
+        return JSONResponse({"status": "ok", "checks": status})
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        registry: CollectorRegistry = request.app.state.metrics_registry
+        # Collecting is synchronous and quick; the registry is per app.
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    *,
+    name: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    lifespan: Lifespan | None = None,
+    description: str = "",
+    version: str = "1.0.0",
+) -> FastAPI:
+    """A service app: its routers plus logging, problem errors, body limit, health and metrics.
+
+    ``lifespan`` creates the service's clients, stores them on ``app.state`` and registers
+    readiness checks in ``app.state.readiness``.
+    """
+    configure_logging(name, settings.log_level)
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("service_starting", version=version, environment=settings.environment)
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                log.info("service_started")
+                yield
+        log.info("service_stopped")
+
+    app = FastAPI(title=name, description=description, version=version, lifespan=app_lifespan)
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    app.state.settings = settings
+    app.state.service_name = name
+    app.state.readiness = {}
+    app.state.metrics_registry = registry
+
+    install_problem_handlers(app)
+    app.include_router(_ops_router())
+    for router in routers:
+        app.include_router(router)
+
+    # Added innermost first: correlation id wraps everything so even 413s and access-log lines
+    # carry it.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(_TelemetryMiddleware, metrics=_HttpMetrics(registry))
+    app.add_middleware(CorrelationIdMiddleware)
+    return app

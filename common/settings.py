@@ -1,0 +1,70 @@
+"""Settings shared by every service (pydantic-settings; each service adds its own prefix)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Self
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServiceSettings", "UnsafeSettingsError", "is_development_secret"]
+
+# Credentials that only make sense on a developer's machine.
+_WELL_KNOWN_CREDENTIALS = ("guest:guest@", "postgres:postgres@", "neo4j:neo4j@", "changeme")
+
+
+class UnsafeSettingsError(ValueError):
+    """Production settings still hold a development-only value."""
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set ``env_prefix`` (``AUTH_``, ``POST_``, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    jwt_issuer: str = "murmur-auth"
+    jwt_audience: str = "murmur"
+    public_base_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 1_048_576
+    readiness_timeout_s: float = 2.0
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if not isinstance(logging.getLevelNamesMapping().get(level), int):
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _positive_body_limit(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("max_body_bytes must be positive")
+        return value
+
+    def production_problems(self) -> list[str]:
+        """Reasons these settings are unsafe for production; subclasses extend the list."""
+        problems: list[str] = []
+        if is_development_secret(self.amqp_url):
+            problems.append("amqp_url uses the default guest credentials")
+        return problems
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise UnsafeSettingsError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+
+def is_development_secret(secret: SecretStr) -> bool:
+    """True when ``secret`` holds a well-known development credential (for production checks)."""
+    value = secret.get_secret_value()
+    return any(marker in value for marker in _WELL_KNOWN_CREDENTIALS)
