@@ -1,0 +1,1 @@
+"""HTTP endpoints: they translate requests to service calls and results to responses."""

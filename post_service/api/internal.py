@@ -1,0 +1,24 @@
+"""Internal read API for feed_service (docs/services.md); not routed by the gateway."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from post_service.api.deps import PostServiceDep
+from post_service.schemas import BatchRequest, PostItems, RecentItems, RecentRequest
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+
+@router.post("/posts/batch", summary="Posts by id (unknown or deleted ids are omitted)")
+async def posts_batch(body: BatchRequest, posts: PostServiceDep) -> PostItems:
+    return PostItems(items=await posts.batch(body.ids, body.viewer_id))
+
+
+@router.post("/posts/recent", summary="Recent post ids of some authors, newest first")
+async def posts_recent(body: RecentRequest, posts: PostServiceDep) -> RecentItems:
+    return RecentItems(
+        items=await posts.recent(body.author_ids, body.limit_per_author, body.before)
+    )

@@ -1,0 +1,82 @@
+"""The post_service ASGI app: routers, plus the consumer and outbox relay when run_workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from common.app import create_app as create_service_app
+from common.db import create_engine, session_factory
+from common.health import postgres_check
+from common.messaging import Consumer, Publisher
+from common.outbox import OutboxRelay
+from common.security import JWKSClient, TokenVerifier
+from post_service.api import internal, posts
+from post_service.events.handlers import CONSUMER, make_handlers
+from post_service.events.outbox import PRODUCER
+from post_service.settings import PostSettings
+
+__all__ = ["create_app"]
+
+
+@contextlib.asynccontextmanager
+async def run_workers(app: FastAPI, settings: PostSettings) -> AsyncIterator[None]:
+    """The user.* consumer and the outbox relay, for as long as the context is open."""
+    amqp_url = settings.amqp_url.get_secret_value()
+    publisher = Publisher(amqp_url, producer=PRODUCER)
+    relay = OutboxRelay(
+        app.state.engine,
+        publisher,
+        dsn=settings.database_url.get_secret_value(),
+        poll_interval=settings.relay_poll_interval_s,
+    )
+    consumer = Consumer(amqp_url, service=CONSUMER, handlers=make_handlers(app.state.sessionmaker))
+    app.state.relay, app.state.consumer = relay, consumer
+    # run_forever retries while RabbitMQ is down, so the API starts regardless.
+    consumer_task = asyncio.create_task(consumer.run_forever(), name="post-consumer")
+    await relay.start()
+    try:
+        yield
+    finally:
+        await relay.stop()
+        consumer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer_task
+        await publisher.close()
+
+
+def create_app(settings: PostSettings | None = None) -> FastAPI:
+    settings = settings or PostSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url.get_secret_value())
+        app.state.engine = engine
+        app.state.sessionmaker = session_factory(engine)
+        app.state.readiness["postgres"] = postgres_check(engine)
+        jwks: JWKSClient | None = None
+        if getattr(app.state, "token_verifier", None) is None:
+            jwks = JWKSClient(settings.jwks_url)
+            app.state.token_verifier = TokenVerifier(
+                jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            )
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.run_workers:
+                    await stack.enter_async_context(run_workers(app, settings))
+                yield
+        finally:
+            if jwks is not None:
+                await jwks.aclose()
+            await engine.dispose()
+
+    return create_service_app(
+        name="post_service",
+        settings=settings,
+        routers=[posts.router, internal.router],
+        lifespan=lifespan,
+        description="Posts, likes, comments, hashtags and full-text search.",
+    )

@@ -1,0 +1,1 @@
+"""All SQL of post_service lives here; services call these, never the session directly."""
