@@ -1,0 +1,1 @@
+"""email_service: sends account mail (welcome, verification, password reset) from events."""

@@ -1,0 +1,1 @@
+"""All SQL of auth_service lives here."""

@@ -1,0 +1,1 @@
+"""Business rules of auth_service: accounts, credentials, tokens."""

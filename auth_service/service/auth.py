@@ -1,0 +1,275 @@
+"""Registration, login, token rotation, email verification and password reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.models import OneTimeToken, RefreshToken, TokenPurpose, User
+from auth_service.repository.tokens import OneTimeTokenRepository, RefreshTokenRepository
+from auth_service.repository.users import UserRepository
+from auth_service.schemas import RegisterRequest, TokenPair
+from auth_service.service.keys import KeyRing
+from auth_service.service.passwords import PasswordHasher
+from auth_service.service.tokens import hash_token, new_opaque_token
+from auth_service.settings import AuthSettings
+from common.errors import BadRequest, Conflict, Unauthorized
+from common.events import (
+    UserEmailVerified,
+    UserPasswordResetRequested,
+    UserRegistered,
+    UserVerificationRequested,
+)
+from common.ids import new_id
+from common.logging import get_logger
+from common.outbox import add_event
+from common.time import utcnow
+
+__all__ = ["PRODUCER", "AuthService", "InvalidToken"]
+
+PRODUCER = "auth"
+INVALID_CREDENTIALS = "Invalid credentials"
+
+log = get_logger(__name__)
+
+
+class InvalidToken(BadRequest):
+    """A verification or reset token that is unknown, spent or expired (one message for all)."""
+
+
+@dataclass
+class AuthService:
+    session: AsyncSession
+    settings: AuthSettings
+    keys: KeyRing
+    hasher: PasswordHasher
+
+    @property
+    def users(self) -> UserRepository:
+        return UserRepository(self.session)
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository(self.session)
+
+    @property
+    def one_time_tokens(self) -> OneTimeTokenRepository:
+        return OneTimeTokenRepository(self.session)
+
+    # -- registration ------------------------------------------------------------------------
+
+    async def register(self, data: RegisterRequest) -> User:
+        email = str(data.email)
+        self._raise_if_taken(*await self.users.taken(data.username, email))
+        now = utcnow()
+        user = User(
+            id=new_id(),
+            username=data.username,
+            email=email,
+            display_name=data.display_name or data.username,
+            bio="",
+            password_hash=await self.hasher.hash(data.password),
+            email_verified=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self.users.add(user)
+        except IntegrityError as exc:
+            # Lost a race with a concurrent registration of the same name or address.
+            await self.session.rollback()
+            raise Conflict("Username or email is already taken") from exc
+        await add_event(
+            self.session,
+            UserRegistered(
+                user_id=user.id,
+                username=user.username,
+                display_name=user.display_name,
+                email=user.email,
+            ),
+            producer=PRODUCER,
+            aggregate_id=user.id,
+        )
+        await self._request_verification(user)
+        log.info("user.registered", user_id=user.id)
+        return user
+
+    @staticmethod
+    def _raise_if_taken(username_taken: bool, email_taken: bool) -> None:
+        if username_taken:
+            raise Conflict("Username is already taken")
+        if email_taken:
+            raise Conflict("Email is already registered")
+
+    # -- login and tokens --------------------------------------------------------------------
+
+    async def login(self, login: str, password: str) -> TokenPair:
+        user = await self.users.get_by_login(login)
+        # Always one bcrypt verification, against a dummy hash when there is no account.
+        ok = await self.hasher.verify(password, user.password_hash if user else None)
+        if user is None or not ok:
+            raise Unauthorized(INVALID_CREDENTIALS)
+        log.info("user.logged_in", user_id=user.id)
+        return await self._issue(user, family_id=new_id(), parent_id=None)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = utcnow()
+        token = await self.refresh_tokens.get_by_hash_for_update(hash_token(refresh_token))
+        if token is None:
+            raise Unauthorized("Invalid refresh token")
+        if token.revoked_at is not None:
+            raise Unauthorized("Invalid refresh token")
+        if token.used_at is not None:
+            # A spent token came back: it was stolen or replayed, so end the whole session.
+            await self.refresh_tokens.revoke_family(token.family_id, now)
+            await self.session.commit()
+            log.warning("refresh_token.reused", user_id=token.user_id, family_id=token.family_id)
+            raise Unauthorized("Invalid refresh token")
+        if token.expires_at <= now:
+            raise Unauthorized("Invalid refresh token")
+        user = await self.users.get(token.user_id)
+        if user is None:
+            raise Unauthorized("Invalid refresh token")
+        await self.refresh_tokens.mark_used(token.id, now)
+        return await self._issue(user, family_id=token.family_id, parent_id=token.id)
+
+    async def logout(self, refresh_token: str) -> None:
+        token = await self.refresh_tokens.get_by_hash_for_update(hash_token(refresh_token))
+        if token is not None:
+            await self.refresh_tokens.revoke_family(token.family_id, utcnow())
+
+    async def _issue(self, user: User, *, family_id: str, parent_id: str | None) -> TokenPair:
+        now = utcnow()
+        ttl = timedelta(seconds=self.settings.access_token_ttl_s)
+        access = self.keys.mint_access_token(
+            user_id=user.id,
+            username=user.username,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            now=now,
+            ttl=ttl,
+        )
+        refresh = new_opaque_token()
+        await self.refresh_tokens.add(
+            RefreshToken(
+                id=new_id(),
+                user_id=user.id,
+                family_id=family_id,
+                parent_id=parent_id,
+                token_hash=hash_token(refresh),
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_s),
+            )
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=self.settings.access_token_ttl_s,
+        )
+
+    # -- email verification ------------------------------------------------------------------
+
+    async def resend_verification(self, user: User) -> None:
+        if user.email_verified:
+            return
+        await self.one_time_tokens.spend_unused(user.id, TokenPurpose.VERIFY_EMAIL, utcnow())
+        await self._request_verification(user)
+
+    async def _request_verification(self, user: User) -> None:
+        token = await self._new_one_time_token(
+            user.id, TokenPurpose.VERIFY_EMAIL, self.settings.verification_token_ttl_s
+        )
+        await add_event(
+            self.session,
+            UserVerificationRequested(
+                user_id=user.id, username=user.username, email=user.email, token=token
+            ),
+            producer=PRODUCER,
+            aggregate_id=user.id,
+        )
+
+    async def verify_email(self, token: str) -> None:
+        now = utcnow()
+        record = await self.one_time_tokens.get_by_hash_for_update(
+            hash_token(token), TokenPurpose.VERIFY_EMAIL
+        )
+        if record is None:
+            raise InvalidToken("Invalid or expired token")
+        user = await self.users.get_for_update(record.user_id)
+        if user is None:
+            raise InvalidToken("Invalid or expired token")
+        if record.used_at is not None:
+            # Following the link twice is a retry of the same verification, not an error;
+            # a spent token cannot do anything the first use did not already do.
+            if user.email_verified:
+                return
+            raise InvalidToken("Invalid or expired token")
+        if record.expires_at <= now:
+            raise InvalidToken("Invalid or expired token")
+        await self.one_time_tokens.mark_used(record.id, now)
+        if not user.email_verified:
+            user.email_verified = True
+            user.updated_at = now
+            await add_event(
+                self.session,
+                UserEmailVerified(user_id=user.id),
+                producer=PRODUCER,
+                aggregate_id=user.id,
+            )
+            log.info("user.email_verified", user_id=user.id)
+
+    # -- password reset ----------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str) -> None:
+        user = await self.users.get_by_email(email)
+        if user is None:
+            return
+        now = utcnow()
+        await self.one_time_tokens.spend_unused(user.id, TokenPurpose.PASSWORD_RESET, now)
+        token = await self._new_one_time_token(
+            user.id, TokenPurpose.PASSWORD_RESET, self.settings.password_reset_token_ttl_s
+        )
+        await add_event(
+            self.session,
+            UserPasswordResetRequested(
+                user_id=user.id, username=user.username, email=user.email, token=token
+            ),
+            producer=PRODUCER,
+            aggregate_id=user.id,
+        )
+        log.info("user.password_reset_requested", user_id=user.id)
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> None:
+        now = utcnow()
+        record = await self.one_time_tokens.get_by_hash_for_update(
+            hash_token(token), TokenPurpose.PASSWORD_RESET
+        )
+        if record is None or record.used_at is not None or record.expires_at <= now:
+            raise InvalidToken("Invalid or expired token")
+        user = await self.users.get_for_update(record.user_id)
+        if user is None:
+            raise InvalidToken("Invalid or expired token")
+        await self.one_time_tokens.mark_used(record.id, now)
+        user.password_hash = await self.hasher.hash(new_password)
+        user.updated_at = now
+        # Whoever held a session with the old password loses it.
+        await self.refresh_tokens.revoke_all_of_user(user.id, now)
+        log.info("user.password_reset", user_id=user.id)
+
+    async def _new_one_time_token(self, user_id: str, purpose: str, ttl_s: int) -> str:
+        now = utcnow()
+        token = new_opaque_token()
+        await self.one_time_tokens.add(
+            OneTimeToken(
+                id=new_id(),
+                user_id=user_id,
+                purpose=purpose,
+                token_hash=hash_token(token),
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+            )
+        )
+        return token

@@ -1,0 +1,53 @@
+"""Configuration of auth_service (environment variables prefixed ``AUTH_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServiceSettings, is_development_secret
+
+__all__ = ["AuthSettings"]
+
+
+class AuthSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", env_file=None)
+
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_auth")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    run_workers: bool = True
+
+    # Signing keys: one or more PEM private keys (Ed25519 or RSA >= 2048), the first one signs,
+    # all of them are published in the JWK set so tokens signed before a rotation still verify.
+    signing_keys: SecretStr | None = None
+    signing_key_file: Path | None = None
+
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    access_token_ttl_s: int = Field(900, gt=0)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
+    verification_token_ttl_s: int = Field(48 * 3600, gt=0)
+    password_reset_token_ttl_s: int = Field(3600, gt=0)
+
+    # Rate limits in `limits` notation.
+    rate_login_account: str = "10/minute"
+    rate_login_ip: str = "60/minute"
+    rate_register_ip: str = "20/hour"
+    rate_resend_verification: str = "3/hour"
+    rate_password_reset: str = "3/hour"  # noqa: S105 (a rate, not a secret)
+
+    ratelimit_key_prefix: str = "murmur:ratelimit:auth"
+    relay_poll_interval_s: float = 1.0
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.signing_keys is None and self.signing_key_file is None:
+            problems.append(
+                "no signing key configured (AUTH_SIGNING_KEYS or AUTH_SIGNING_KEY_FILE)"
+            )
+        if is_development_secret(self.database_url):
+            problems.append("database_url uses development credentials")
+        if self.bcrypt_rounds < 12:
+            problems.append("bcrypt_rounds below 12")
+        return problems

@@ -1,0 +1,1 @@
+"""Handlers of the events email_service consumes."""

@@ -1,0 +1,1 @@
+"""email_service's own store (Redis): the sent-log and deleted-account markers."""
