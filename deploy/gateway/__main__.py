@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from deploy.gateway.render import GatewayConfig, default_upstreams, render_nginx_conf
+from deploy.gateway.render import (
+    COMPOSE_CONFIG,
+    GatewayConfig,
+    default_upstreams,
+    render_nginx_conf,
+)
 from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, ServiceName
+
+
+class Daemon(StrEnum):
+    on = "on"
+    off = "off"
+    unset = "unset"
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -36,20 +49,32 @@ def render(
     runtime_dir: Annotated[
         str, typer.Option(help="Directory for the pid file, temp files and default logs.")
     ] = "/tmp/murmur-gateway",
-    daemon: Annotated[bool, typer.Option(help="Let nginx fork into the background.")] = False,
+    daemon: Annotated[
+        Daemon,
+        typer.Option(help="'off' for supervisors; 'unset' when the command line sets it (-g)."),
+    ] = Daemon.off,
     error_log: Annotated[str | None, typer.Option(help="Error log (e.g. /dev/stderr).")] = None,
     access_log: Annotated[str | None, typer.Option(help="Access log (e.g. /dev/stdout).")] = None,
     worker_processes: Annotated[str, typer.Option(help="nginx worker_processes.")] = "auto",
+    preset: Annotated[
+        str | None, typer.Option(help="'compose': the config for deploy/compose.yaml.")
+    ] = None,
 ) -> None:
     """Render the gateway's nginx.conf from the routing table."""
-    config = GatewayConfig(
-        runtime_dir=runtime_dir,
-        listen=listen,
-        upstreams=_parse_upstreams(upstream or []),
-        daemon=daemon,
-        error_log=error_log,
-        access_log=access_log,
-        worker_processes=worker_processes,
+    if preset not in (None, "compose"):
+        raise typer.BadParameter(f"unknown preset {preset!r}")
+    config = (
+        COMPOSE_CONFIG
+        if preset == "compose"
+        else GatewayConfig(
+            runtime_dir=runtime_dir,
+            listen=listen,
+            upstreams=_parse_upstreams(upstream or []),
+            daemon={Daemon.on: True, Daemon.off: False, Daemon.unset: None}[daemon],
+            error_log=error_log,
+            access_log=access_log,
+            worker_processes=worker_processes,
+        )
     )
     text = render_nginx_conf(config)
     if str(out) == "-":

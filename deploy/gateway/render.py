@@ -69,3 +69,22 @@ def nginx_command(conf_file: Path, runtime_dir: Path) -> list[str]:
         "-c",
         str(conf_file),
     ]
+
+
+# The config committed as deploy/gateway/nginx.compose.conf (for nginxinc/nginx-unprivileged,
+# whose command already passes `-g 'daemon off;'`). Regenerate with `python -m deploy.gateway
+# render --preset compose --out deploy/gateway/nginx.compose.conf`.
+COMPOSE_CONFIG = GatewayConfig(
+    runtime_dir="/tmp",
+    listen="0.0.0.0:8080",
+    upstreams={
+        "auth": "auth:8001",
+        "post": "post:8002",
+        "network": "network:8003",
+        "feed": "feed:8004",
+    },
+    daemon=None,
+    worker_processes="2",
+    error_log="/dev/stderr",
+    access_log="/dev/stdout",
+)
