@@ -1,0 +1,61 @@
+"""Internal read APIs for rebuilding caches (docs/services.md; not routed by the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from common.errors import Unprocessable
+from common.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
+from network_service.api.deps import FollowServiceDep, UserIdPath
+from network_service.schemas import FolloweeIds, FollowerCount, FollowerIds
+
+__all__ = ["MAX_FOLLOWER_PAGE", "router"]
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+MAX_FOLLOWER_PAGE = 10_000
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "Unknown user"}
+}
+
+
+def _after_id(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    after = decode_cursor(cursor).get("a")
+    if not isinstance(after, str):
+        raise Unprocessable(
+            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+        )
+    return after
+
+
+@router.get(
+    "/users/{user_id}/followers",
+    summary="Follower ids in id order, up to 10000 per page",
+    responses=_NOT_FOUND,
+)
+async def follower_ids(
+    user_id: UserIdPath,
+    service: FollowServiceDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_FOLLOWER_PAGE)] = 1000,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+) -> FollowerIds:
+    ids = await service.follower_ids(user_id, limit=limit + 1, after_id=_after_id(cursor))
+    shown = ids[:limit]
+    next_cursor = encode_cursor({"a": shown[-1]}) if len(ids) > limit else None
+    return FollowerIds(items=shown, next_cursor=next_cursor)
+
+
+@router.get(
+    "/users/{user_id}/followees", summary="Every id this user follows", responses=_NOT_FOUND
+)
+async def followee_ids(user_id: UserIdPath, service: FollowServiceDep) -> FolloweeIds:
+    return FolloweeIds(items=await service.followee_ids(user_id))
+
+
+@router.get("/users/{user_id}/follower-count", summary="Number of followers", responses=_NOT_FOUND)
+async def follower_count(user_id: UserIdPath, service: FollowServiceDep) -> FollowerCount:
+    return FollowerCount(count=await service.follower_count(user_id))

@@ -1,0 +1,140 @@
+"""Public follow-graph endpoints (api.md, "Follow graph")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from common.errors import Unprocessable
+from common.pagination import Page, PageDep, make_page
+from common.security import CurrentUser, OptionalUser
+from common.time import from_ms, to_ms
+from network_service.api.deps import FollowServiceDep, UserIdPath
+from network_service.models import FollowEdge
+from network_service.schemas import FollowListItem, Relationship, SuggestionItem, SuggestionList
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["follow graph"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "Unknown user"}
+}
+
+
+def _after(cursor: dict[str, Any] | None) -> tuple[int, str] | None:
+    """The (since, id) keyset of a list cursor; 422 for a cursor this list did not make."""
+    if cursor is None:
+        return None
+    since, user_id = cursor.get("s"), cursor.get("i")
+    if type(since) is not int or not isinstance(user_id, str):
+        raise Unprocessable(
+            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+        )
+    return since, user_id
+
+
+def _edge_cursor(item: FollowListItem) -> dict[str, Any]:
+    return {"s": to_ms(item.followed_at), "i": item.id}
+
+
+def _page(edges: list[FollowEdge], limit: int) -> Page[FollowListItem]:
+    items = [
+        FollowListItem(
+            id=edge.user.id,
+            username=edge.user.username,
+            display_name=edge.user.display_name,
+            followed_at=from_ms(edge.since_ms),
+        )
+        for edge in edges
+    ]
+    return make_page(items, limit, _edge_cursor)
+
+
+@router.put(
+    "/me/following/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Follow a user (idempotent)",
+    responses={
+        **_NOT_FOUND,
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Self-follow"},
+    },
+)
+async def follow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep) -> Response:
+    await service.follow(follower_id=me.sub, follower_username=me.username, followee_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/me/following/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Unfollow a user (idempotent)",
+)
+async def unfollow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep) -> Response:
+    await service.unfollow(follower_id=me.sub, followee_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/users/{user_id}/followers",
+    summary="Who follows this user, newest follow first",
+    responses=_NOT_FOUND,
+)
+async def followers(
+    user_id: UserIdPath, page: PageDep, service: FollowServiceDep
+) -> Page[FollowListItem]:
+    edges = await service.followers(user_id, limit=page.limit + 1, after=_after(page.after))
+    return _page(edges, page.limit)
+
+
+@router.get(
+    "/users/{user_id}/following",
+    summary="Whom this user follows, newest follow first",
+    responses=_NOT_FOUND,
+)
+async def following(
+    user_id: UserIdPath, page: PageDep, service: FollowServiceDep
+) -> Page[FollowListItem]:
+    edges = await service.following(user_id, limit=page.limit + 1, after=_after(page.after))
+    return _page(edges, page.limit)
+
+
+@router.get(
+    "/users/{user_id}/relationship",
+    summary="Follow counts, and how this user relates to the caller",
+    responses=_NOT_FOUND,
+)
+async def relationship(
+    user_id: UserIdPath, viewer: OptionalUser, service: FollowServiceDep
+) -> Relationship:
+    counts = await service.relationship(user_id, viewer_id=viewer.sub if viewer else None)
+    return Relationship(
+        followers_count=counts.followers_count,
+        following_count=counts.following_count,
+        followed_by_me=counts.followed_by_me,
+        follows_me=counts.follows_me,
+    )
+
+
+@router.get(
+    "/me/suggestions",
+    summary="People followed by those you follow, most mutual connections first",
+)
+async def suggestions(
+    me: CurrentUser,
+    service: FollowServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SuggestionList:
+    found = await service.suggestions(me.sub, limit=limit)
+    return SuggestionList(
+        items=[
+            SuggestionItem(
+                id=s.user.id,
+                username=s.user.username,
+                display_name=s.user.display_name,
+                mutual_count=s.mutual_count,
+            )
+            for s in found
+        ]
+    )

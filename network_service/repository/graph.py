@@ -1,0 +1,391 @@
+"""Every Cypher query on users and FOLLOWS relationships.
+
+Queries are literal strings with ``$parameters`` only; nothing is ever built from input. The
+functions take a transaction so the service layer decides what runs atomically together.
+
+Layout: ``(:User {id, username, display_name, profile_at, event_seq})-[:FOLLOWS {since}]->(:User)``
+where ``since`` is milliseconds since the epoch, ``profile_at`` the ``occurred_at`` (ms) of the
+event that last set the names (so an older event never overwrites a newer one) and
+``event_seq`` the per-follower sequence of outbox events. ``(:DeletedUser {id})`` tombstones
+mark deleted accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from neo4j import AsyncManagedTransaction, Record
+
+from network_service.models import FollowEdge, RelationshipCounts, Suggestion, UserRef
+
+__all__ = [
+    "CallerState",
+    "EdgeChange",
+    "UnfollowedEdge",
+    "count_followers",
+    "create_follow",
+    "delete_follow",
+    "delete_user",
+    "follow_preconditions",
+    "followee_ids",
+    "follower_ids_page",
+    "list_followers",
+    "list_following",
+    "relationship_counts",
+    "suggestions",
+    "upsert_user_profile",
+    "user_exists",
+]
+
+# Profile timestamp of a node made from token claims: any real user event is newer.
+_PROVISIONAL_PROFILE_AT = -1
+
+
+@dataclass(frozen=True, slots=True)
+class CallerState:
+    followee_exists: bool
+    caller_deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeChange:
+    """Outcome of a follow or unfollow: whether the graph changed, and the event sequence."""
+
+    changed: bool
+    since_ms: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnfollowedEdge:
+    followee_id: str
+    seq: int
+
+
+def _user(record: Record, prefix: str = "") -> UserRef:
+    username = record[f"{prefix}username"]
+    return UserRef(
+        id=record[f"{prefix}id"],
+        username=username,
+        display_name=record[f"{prefix}display_name"] or username,
+    )
+
+
+async def user_exists(tx: AsyncManagedTransaction, user_id: str) -> bool:
+    result = await tx.run("MATCH (u:User {id: $id}) RETURN count(u) > 0 AS found", id=user_id)
+    record = await result.single(strict=True)
+    return bool(record["found"])
+
+
+async def follow_preconditions(
+    tx: AsyncManagedTransaction, *, caller_id: str, followee_id: str
+) -> CallerState:
+    result = await tx.run(
+        """
+        OPTIONAL MATCH (t:User {id: $followee_id})
+        OPTIONAL MATCH (gone:DeletedUser {id: $caller_id})
+        RETURN t IS NOT NULL AS followee_exists, gone IS NOT NULL AS caller_deleted
+        """,
+        followee_id=followee_id,
+        caller_id=caller_id,
+    )
+    record = await result.single(strict=True)
+    return CallerState(
+        followee_exists=bool(record["followee_exists"]),
+        caller_deleted=bool(record["caller_deleted"]),
+    )
+
+
+async def create_follow(
+    tx: AsyncManagedTransaction,
+    *,
+    follower_id: str,
+    follower_username: str,
+    followee_id: str,
+    now_ms: int,
+    marker: str,
+) -> EdgeChange | None:
+    """MERGE the follow; ``None`` when the followee does not exist (any more).
+
+    The follower's node is created from token claims when its user.registered has not arrived
+    yet. Setting ``_lock`` takes the follower's write lock before anything is read, so every
+    follow and unfollow of one follower is serialised: ``event_seq`` never loses an update and
+    its order is the commit order. ``marker`` (the event id) tells a new relationship from an
+    existing one.
+    """
+    result = await tx.run(
+        """
+        MATCH (b:User {id: $followee_id})
+        MERGE (a:User {id: $follower_id})
+          ON CREATE SET a.username = $username, a.display_name = $username,
+                        a.profile_at = $provisional
+        SET a._lock = true
+        WITH a, b
+        MERGE (a)-[r:FOLLOWS]->(b)
+          ON CREATE SET r.since = $now_ms, r.marker = $marker
+        WITH a, r, r.marker = $marker AS created
+        SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
+        REMOVE a._lock
+        RETURN created, r.since AS since, a.event_seq AS seq
+        """,
+        follower_id=follower_id,
+        username=follower_username,
+        provisional=_PROVISIONAL_PROFILE_AT,
+        followee_id=followee_id,
+        now_ms=now_ms,
+        marker=marker,
+    )
+    record = await result.single()
+    if record is None:
+        return None
+    return EdgeChange(changed=bool(record["created"]), since_ms=record["since"], seq=record["seq"])
+
+
+async def delete_follow(
+    tx: AsyncManagedTransaction, *, follower_id: str, followee_id: str
+) -> EdgeChange | None:
+    """Delete the follow; ``None`` when there was none (nothing changed, nothing to announce)."""
+    result = await tx.run(
+        """
+        MATCH (a:User {id: $follower_id})
+        SET a._lock = true
+        WITH a
+        OPTIONAL MATCH (a)-[r:FOLLOWS]->(:User {id: $followee_id})
+        WITH a, r, r.since AS since, r IS NOT NULL AS removed
+        DELETE r
+        SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN removed THEN 1 ELSE 0 END
+        REMOVE a._lock
+        RETURN removed, since, a.event_seq AS seq
+        """,
+        follower_id=follower_id,
+        followee_id=followee_id,
+    )
+    record = await result.single()
+    if record is None or not record["removed"]:
+        return None
+    return EdgeChange(changed=True, since_ms=record["since"], seq=record["seq"])
+
+
+async def _list_edges(
+    tx: AsyncManagedTransaction,
+    query: Any,
+    *,
+    user_id: str,
+    limit: int,
+    after: tuple[int, str] | None,
+) -> list[FollowEdge] | None:
+    result = await tx.run(
+        query,
+        user_id=user_id,
+        limit=limit,
+        after_since=after[0] if after else None,
+        after_id=after[1] if after else None,
+    )
+    records = [record async for record in result]
+    if not records:
+        return None  # the user does not exist
+    return [
+        FollowEdge(user=_user(record), since_ms=record["since"])
+        for record in records
+        if record["id"] is not None
+    ]
+
+
+async def list_followers(
+    tx: AsyncManagedTransaction, *, user_id: str, limit: int, after: tuple[int, str] | None
+) -> list[FollowEdge] | None:
+    """Followers newest follow first, keyset on ``(since, id)``; ``None`` for an unknown user."""
+    return await _list_edges(
+        tx,
+        """
+        MATCH (u:User {id: $user_id})
+        OPTIONAL MATCH (u)<-[r:FOLLOWS]-(f:User)
+        WHERE $after_since IS NULL
+           OR r.since < $after_since OR (r.since = $after_since AND f.id < $after_id)
+        WITH r, f ORDER BY r.since DESC, f.id DESC LIMIT $limit
+        RETURN f.id AS id, f.username AS username, f.display_name AS display_name,
+               r.since AS since
+        """,
+        user_id=user_id,
+        limit=limit,
+        after=after,
+    )
+
+
+async def list_following(
+    tx: AsyncManagedTransaction, *, user_id: str, limit: int, after: tuple[int, str] | None
+) -> list[FollowEdge] | None:
+    """Followees newest follow first, keyset on ``(since, id)``; ``None`` for an unknown user."""
+    return await _list_edges(
+        tx,
+        """
+        MATCH (u:User {id: $user_id})
+        OPTIONAL MATCH (u)-[r:FOLLOWS]->(f:User)
+        WHERE $after_since IS NULL
+           OR r.since < $after_since OR (r.since = $after_since AND f.id < $after_id)
+        WITH r, f ORDER BY r.since DESC, f.id DESC LIMIT $limit
+        RETURN f.id AS id, f.username AS username, f.display_name AS display_name,
+               r.since AS since
+        """,
+        user_id=user_id,
+        limit=limit,
+        after=after,
+    )
+
+
+async def relationship_counts(
+    tx: AsyncManagedTransaction, *, user_id: str, viewer_id: str | None
+) -> RelationshipCounts | None:
+    # COUNT {} on a single relationship type is answered from the node's degree, not a scan.
+    result = await tx.run(
+        """
+        MATCH (u:User {id: $user_id})
+        OPTIONAL MATCH (me:User {id: $viewer_id})
+        RETURN COUNT { (u)<-[:FOLLOWS]-() } AS followers_count,
+               COUNT { (u)-[:FOLLOWS]->() } AS following_count,
+               me IS NOT NULL AND EXISTS { (me)-[:FOLLOWS]->(u) } AS followed_by_me,
+               me IS NOT NULL AND EXISTS { (u)-[:FOLLOWS]->(me) } AS follows_me
+        """,
+        user_id=user_id,
+        viewer_id=viewer_id,
+    )
+    record = await result.single()
+    if record is None:
+        return None
+    return RelationshipCounts(
+        followers_count=record["followers_count"],
+        following_count=record["following_count"],
+        followed_by_me=bool(record["followed_by_me"]),
+        follows_me=bool(record["follows_me"]),
+    )
+
+
+async def suggestions(tx: AsyncManagedTransaction, *, user_id: str, limit: int) -> list[Suggestion]:
+    """Friends of friends by number of mutual connections (most first, then by id)."""
+    result = await tx.run(
+        """
+        MATCH (me:User {id: $user_id})-[:FOLLOWS]->(via:User)-[:FOLLOWS]->(s:User)
+        WHERE s <> me AND NOT EXISTS { (me)-[:FOLLOWS]->(s) }
+        WITH s, count(DISTINCT via) AS mutual
+        ORDER BY mutual DESC, s.id ASC
+        LIMIT $limit
+        RETURN s.id AS id, s.username AS username, s.display_name AS display_name, mutual
+        """,
+        user_id=user_id,
+        limit=limit,
+    )
+    return [
+        Suggestion(user=_user(record), mutual_count=record["mutual"]) async for record in result
+    ]
+
+
+async def follower_ids_page(
+    tx: AsyncManagedTransaction, *, user_id: str, limit: int, after_id: str | None
+) -> list[str] | None:
+    """Follower ids in id order after ``after_id``; ``None`` for an unknown user."""
+    result = await tx.run(
+        """
+        MATCH (u:User {id: $user_id})
+        RETURN COLLECT {
+          MATCH (u)<-[:FOLLOWS]-(f:User)
+          WHERE $after_id IS NULL OR f.id > $after_id
+          RETURN f.id ORDER BY f.id LIMIT $limit
+        } AS ids
+        """,
+        user_id=user_id,
+        limit=limit,
+        after_id=after_id,
+    )
+    record = await result.single()
+    return None if record is None else list(record["ids"])
+
+
+async def followee_ids(tx: AsyncManagedTransaction, *, user_id: str) -> list[str] | None:
+    result = await tx.run(
+        """
+        MATCH (u:User {id: $user_id})
+        RETURN [(u)-[:FOLLOWS]->(f:User) | f.id] AS ids
+        """,
+        user_id=user_id,
+    )
+    record = await result.single()
+    return None if record is None else list(record["ids"])
+
+
+async def count_followers(tx: AsyncManagedTransaction, *, user_id: str) -> int | None:
+    result = await tx.run(
+        "MATCH (u:User {id: $user_id}) RETURN COUNT { (u)<-[:FOLLOWS]-() } AS n",
+        user_id=user_id,
+    )
+    record = await result.single()
+    return None if record is None else int(record["n"])
+
+
+async def upsert_user_profile(
+    tx: AsyncManagedTransaction,
+    *,
+    user_id: str,
+    username: str,
+    display_name: str,
+    occurred_at_ms: int,
+) -> bool:
+    """Create or update a user's node from an event; False when the account was deleted.
+
+    A profile older than the one stored is ignored, so a late user.registered cannot undo a
+    user.updated.
+    """
+    result = await tx.run(
+        """
+        OPTIONAL MATCH (gone:DeletedUser {id: $id})
+        WITH gone WHERE gone IS NULL
+        MERGE (u:User {id: $id})
+          ON CREATE SET u.profile_at = $provisional
+        SET u._lock = true
+        WITH u
+        FOREACH (_ IN CASE WHEN u.profile_at <= $at THEN [1] ELSE [] END |
+          SET u.username = $username, u.display_name = $display_name, u.profile_at = $at)
+        REMOVE u._lock
+        RETURN u.id AS id
+        """,
+        id=user_id,
+        username=username,
+        display_name=display_name,
+        at=occurred_at_ms,
+        provisional=_PROVISIONAL_PROFILE_AT,
+    )
+    return await result.single() is not None
+
+
+async def delete_user(
+    tx: AsyncManagedTransaction, *, user_id: str, now_ms: int
+) -> list[UnfollowedEdge]:
+    """Tombstone the account and DETACH DELETE its node.
+
+    Returns the follows the user had made, each with its event sequence, so their
+    user.unfollowed events can go out in the same transaction.
+    """
+    await tx.run(
+        "MERGE (d:DeletedUser {id: $id}) ON CREATE SET d.deleted_at = $now_ms",
+        id=user_id,
+        now_ms=now_ms,
+    )
+    result = await tx.run(
+        """
+        MATCH (u:User {id: $id})
+        SET u._lock = true
+        WITH u, coalesce(u.event_seq, 0) AS base
+        WITH u, base, [(u)-[:FOLLOWS]->(f:User) | f.id] AS followees
+        DETACH DELETE u
+        RETURN base, followees
+        """,
+        id=user_id,
+    )
+    record = await result.single()
+    if record is None:
+        return []
+    base: int = record["base"]
+    return [
+        UnfollowedEdge(followee_id=followee, seq=base + offset)
+        for offset, followee in enumerate(record["followees"], start=1)
+    ]

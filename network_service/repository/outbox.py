@@ -1,0 +1,118 @@
+"""The transactional outbox in Neo4j: ``(:OutboxEvent)`` nodes written with the change.
+
+``(:OutboxEvent {id, type, payload, created_at, aggregate_id, seq, claimed_by, claimed_until})``:
+``payload`` is the JSON envelope, ``seq`` the per-aggregate order (the follower's
+``event_seq``), ``created_at`` ms since the epoch. A relay claims nodes, publishes them and
+deletes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neo4j import AsyncManagedTransaction
+
+from common.events import EventEnvelope
+from common.time import to_ms
+
+__all__ = [
+    "PendingEvent",
+    "add_event",
+    "claim_batch",
+    "delete_events",
+    "pending_count",
+    "release_claims",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    id: str
+    payload: str
+
+
+async def add_event(
+    tx: AsyncManagedTransaction, envelope: EventEnvelope, *, aggregate_id: str, seq: int
+) -> None:
+    """Write ``envelope`` into the outbox inside the caller's transaction."""
+    await tx.run(
+        """
+        CREATE (:OutboxEvent {id: $id, type: $type, payload: $payload, created_at: $created_at,
+                              aggregate_id: $aggregate_id, seq: $seq})
+        """,
+        id=envelope.id,
+        type=envelope.type,
+        payload=envelope.model_dump_json(),
+        created_at=to_ms(envelope.occurred_at),
+        aggregate_id=aggregate_id,
+        seq=seq,
+    )
+
+
+async def claim_batch(
+    tx: AsyncManagedTransaction, *, relay_id: str, now_ms: int, until_ms: int, limit: int
+) -> list[PendingEvent]:
+    """Claim up to ``limit`` unclaimed (or expired) events, in per-aggregate order.
+
+    An event is left for a later pass while an earlier event of its aggregate is outside this
+    batch (claimed by another relay, or cut off by the limit), so each aggregate's events are
+    published in order even with several relays. ``_lock`` takes each node's write lock before
+    the claim is re-checked, so two relays never both claim one event.
+    """
+    result = await tx.run(
+        """
+        MATCH (e:OutboxEvent)
+        WHERE e.claimed_until IS NULL OR e.claimed_until < $now_ms
+        WITH e ORDER BY e.created_at, e.seq LIMIT $limit
+        WITH collect(e) AS batch
+        UNWIND batch AS e
+        WITH e, batch
+        WHERE NOT EXISTS {
+          MATCH (p:OutboxEvent {aggregate_id: e.aggregate_id})
+          WHERE p.seq < e.seq AND NOT p IN batch
+        }
+        SET e._lock = true
+        WITH e, (e.claimed_until IS NULL OR e.claimed_until < $now_ms) AS free
+        SET e.claimed_by = CASE WHEN free THEN $relay_id ELSE e.claimed_by END,
+            e.claimed_until = CASE WHEN free THEN $until_ms ELSE e.claimed_until END
+        REMOVE e._lock
+        WITH e WHERE free
+        RETURN e.id AS id, e.payload AS payload
+        ORDER BY e.aggregate_id, e.seq
+        """,
+        relay_id=relay_id,
+        now_ms=now_ms,
+        until_ms=until_ms,
+        limit=limit,
+    )
+    return [PendingEvent(id=record["id"], payload=record["payload"]) async for record in result]
+
+
+async def delete_events(tx: AsyncManagedTransaction, *, relay_id: str, ids: list[str]) -> None:
+    await tx.run(
+        """
+        UNWIND $ids AS id
+        MATCH (e:OutboxEvent {id: id}) WHERE e.claimed_by = $relay_id
+        DELETE e
+        """,
+        ids=ids,
+        relay_id=relay_id,
+    )
+
+
+async def release_claims(tx: AsyncManagedTransaction, *, relay_id: str, ids: list[str]) -> None:
+    await tx.run(
+        """
+        UNWIND $ids AS id
+        MATCH (e:OutboxEvent {id: id}) WHERE e.claimed_by = $relay_id
+        SET e.claimed_by = null, e.claimed_until = null
+        """,
+        ids=ids,
+        relay_id=relay_id,
+    )
+
+
+async def pending_count(tx: AsyncManagedTransaction) -> int:
+    result = await tx.run("MATCH (e:OutboxEvent) RETURN count(e) AS n")
+    record = await result.single(strict=True)
+    return int(record["n"])

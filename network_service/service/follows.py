@@ -1,0 +1,139 @@
+"""The follow-graph rules: who may follow whom, and which changes are announced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from neo4j import AsyncManagedTransaction
+
+from common.errors import NotFound, Unauthorized, Unprocessable
+from common.events import UserFollowed, UserUnfollowed, make_envelope
+from common.ids import new_id
+from common.time import from_ms, to_ms, utcnow
+from network_service.models import FollowEdge, RelationshipCounts, Suggestion
+from network_service.repository import graph, outbox
+from network_service.repository.driver import Graph
+
+__all__ = ["PRODUCER", "FollowService"]
+
+PRODUCER = "network"
+
+_USER_NOT_FOUND = "User not found"
+
+
+class FollowService:
+    """Follow/unfollow (each change and its event in one transaction) and graph reads.
+
+    ``on_event`` is called after a commit that wrote an outbox event, to wake the relay.
+    """
+
+    def __init__(self, graph_db: Graph, *, on_event: Callable[[], None] | None = None) -> None:
+        self._graph = graph_db
+        self._on_event = on_event or (lambda: None)
+
+    async def follow(self, *, follower_id: str, follower_username: str, followee_id: str) -> None:
+        if follower_id == followee_id:
+            raise Unprocessable(
+                "You cannot follow yourself",
+                errors=[{"loc": ["path", "user_id"], "msg": "Cannot follow yourself"}],
+            )
+
+        async def work(tx: AsyncManagedTransaction) -> bool:
+            state = await graph.follow_preconditions(
+                tx, caller_id=follower_id, followee_id=followee_id
+            )
+            if state.caller_deleted:
+                raise Unauthorized("This account no longer exists")
+            if not state.followee_exists:
+                raise NotFound(_USER_NOT_FOUND)
+            change = await graph.create_follow(
+                tx,
+                follower_id=follower_id,
+                follower_username=follower_username,
+                followee_id=followee_id,
+                now_ms=to_ms(utcnow()),
+                marker=new_id(),
+            )
+            if change is None:  # the followee was deleted after the check above
+                raise NotFound(_USER_NOT_FOUND)
+            if not change.changed:
+                return False
+            envelope = make_envelope(
+                UserFollowed(
+                    follower_id=follower_id,
+                    followee_id=followee_id,
+                    followed_at=from_ms(change.since_ms),
+                ),
+                producer=PRODUCER,
+            )
+            await outbox.add_event(tx, envelope, aggregate_id=follower_id, seq=change.seq)
+            return True
+
+        if await self._graph.write(work):
+            self._on_event()
+
+    async def unfollow(self, *, follower_id: str, followee_id: str) -> None:
+        async def work(tx: AsyncManagedTransaction) -> bool:
+            change = await graph.delete_follow(tx, follower_id=follower_id, followee_id=followee_id)
+            if change is None:
+                return False
+            envelope = make_envelope(
+                UserUnfollowed(follower_id=follower_id, followee_id=followee_id),
+                producer=PRODUCER,
+            )
+            await outbox.add_event(tx, envelope, aggregate_id=follower_id, seq=change.seq)
+            return True
+
+        if await self._graph.write(work):
+            self._on_event()
+
+    async def followers(
+        self, user_id: str, *, limit: int, after: tuple[int, str] | None
+    ) -> list[FollowEdge]:
+        edges = await self._graph.read(
+            graph.list_followers, user_id=user_id, limit=limit, after=after
+        )
+        if edges is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return edges
+
+    async def following(
+        self, user_id: str, *, limit: int, after: tuple[int, str] | None
+    ) -> list[FollowEdge]:
+        edges = await self._graph.read(
+            graph.list_following, user_id=user_id, limit=limit, after=after
+        )
+        if edges is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return edges
+
+    async def relationship(self, user_id: str, *, viewer_id: str | None) -> RelationshipCounts:
+        counts = await self._graph.read(
+            graph.relationship_counts, user_id=user_id, viewer_id=viewer_id
+        )
+        if counts is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return counts
+
+    async def suggestions(self, user_id: str, *, limit: int) -> list[Suggestion]:
+        return await self._graph.read(graph.suggestions, user_id=user_id, limit=limit)
+
+    async def follower_ids(self, user_id: str, *, limit: int, after_id: str | None) -> list[str]:
+        ids = await self._graph.read(
+            graph.follower_ids_page, user_id=user_id, limit=limit, after_id=after_id
+        )
+        if ids is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return ids
+
+    async def followee_ids(self, user_id: str) -> list[str]:
+        ids = await self._graph.read(graph.followee_ids, user_id=user_id)
+        if ids is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return ids
+
+    async def follower_count(self, user_id: str) -> int:
+        count = await self._graph.read(graph.count_followers, user_id=user_id)
+        if count is None:
+            raise NotFound(_USER_NOT_FOUND)
+        return count

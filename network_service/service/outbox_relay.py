@@ -1,0 +1,119 @@
+"""Relays Neo4j outbox nodes to RabbitMQ: claim, publish with confirms, then delete.
+
+An event is deleted only after the broker confirmed it, so a crash in between publishes it
+again (consumers are idempotent); it is never published before its transaction committed,
+because uncommitted nodes are invisible to the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from common.errors import dependency_errors
+from common.events import EventEnvelope
+from common.ids import new_id
+from common.logging import get_logger
+from common.messaging import Publisher, UnroutableError
+from network_service.repository import outbox
+from network_service.repository.driver import Graph
+
+__all__ = ["Neo4jOutboxRelay"]
+
+log = get_logger(__name__)
+
+_MAX_BACKOFF_S = 5.0
+
+
+class Neo4jOutboxRelay:
+    """Polls the outbox (Neo4j Community has no notifications), and wakes early on :meth:`wake`."""
+
+    def __init__(
+        self,
+        graph_db: Graph,
+        publisher: Publisher,
+        *,
+        batch_size: int = 200,
+        poll_interval_s: float = 0.2,
+        claim_ttl_s: float = 30.0,
+    ) -> None:
+        self._graph = graph_db
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._claim_ttl_ms = int(claim_ttl_s * 1000)
+        self.relay_id = new_id()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Called after a commit that wrote an outbox event."""
+        self._wakeup.set()
+
+    async def publish_pending(self) -> int:
+        """One pass: claim a batch, publish it in order, delete what was confirmed."""
+        now_ms = int(time.time() * 1000)
+        claimed = await self._graph.write(
+            outbox.claim_batch,
+            relay_id=self.relay_id,
+            now_ms=now_ms,
+            until_ms=now_ms + self._claim_ttl_ms,
+            limit=self._batch_size,
+        )
+        if not claimed:
+            return 0
+        done: list[str] = []
+        try:
+            for event in claimed:
+                envelope = EventEnvelope.model_validate_json(event.payload)
+                try:
+                    await self._publisher.publish(envelope)
+                except UnroutableError:
+                    # No queue is bound for this type: nobody can ever receive it, and holding
+                    # it back would stall every later event of its aggregate.
+                    log.warning("outbox_event_unroutable", event_id=envelope.id, type=envelope.type)
+                done.append(event.id)
+        finally:
+            if done:
+                await self._graph.write(outbox.delete_events, relay_id=self.relay_id, ids=done)
+            rest = [event.id for event in claimed[len(done) :]]
+            if rest:
+                # Released at once so the next pass (or another relay) retries them in order.
+                with contextlib.suppress(*dependency_errors()):
+                    await self._graph.write(outbox.release_claims, relay_id=self.relay_id, ids=rest)
+        return len(done)
+
+    async def run(self) -> None:
+        """Relay until cancelled, backing off while Neo4j or RabbitMQ is unreachable."""
+        backoff = self._poll_interval_s
+        while True:
+            try:
+                published = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox_relay_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            backoff = self._poll_interval_s
+            if published >= self._batch_size:
+                continue  # more may be waiting
+            await self._sleep(self._poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        self._wakeup.clear()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="network-outbox-relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
