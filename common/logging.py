@@ -83,7 +83,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # These log every request URL at INFO, query string included.
+    for name in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Protocol, cast
 
 import httpx
@@ -111,8 +111,10 @@ class JWKSClient:
         ttl_s: float = 300,
         min_refetch_interval_s: float = 5.0,
         timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self._clock = clock
         self.ttl_s = ttl_s
         self.min_refetch_interval_s = min_refetch_interval_s
         self._owns_http = http is None
@@ -138,10 +140,10 @@ class JWKSClient:
         return key
 
     def _stale(self) -> bool:
-        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self.ttl_s
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self.ttl_s
 
     async def _refresh_if_allowed(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if (
             self._attempted_at is not None
             and now - self._attempted_at < self.min_refetch_interval_s
@@ -163,7 +165,7 @@ class JWKSClient:
         response = await self._http.get(self.url, headers={"Accept": "application/json"})
         response.raise_for_status()
         self._keys = _parse_jwks(response.json())
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock()
         log.info("jwks_fetched", url=self.url, kids=sorted(self._keys))
 
     async def aclose(self) -> None:

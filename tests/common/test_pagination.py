@@ -1,0 +1,125 @@
+"""Opaque cursors, ``PageParams`` bounds and ``make_page``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter
+
+from common.app import create_app
+from common.errors import Unprocessable
+from common.pagination import Page, PageDep, decode_cursor, encode_cursor, make_page
+from common.settings import ServiceSettings
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    router = APIRouter()
+
+    @router.get("/things")
+    async def things(page: PageDep) -> Page[int]:
+        start = int(page.after["n"]) if page.after else 0
+        rows = list(range(start, min(start + page.limit + 1, 45)))
+        return make_page(rows, page.limit, lambda n: {"n": n + 1})
+
+    app = create_app(
+        name="pagination-test", settings=ServiceSettings(environment="test"), routers=[router]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"created_at": 1_732_000_000_123, "id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"},
+        {"score": 0.5, "name": "ünïcødé ✓", "nested": {"a": [1, None, True]}},
+        {},
+    ],
+)
+def test_cursor_round_trip(data: dict[str, Any]) -> None:
+    cursor = encode_cursor(data)
+    assert "=" not in cursor and "+" not in cursor and "/" not in cursor
+    assert decode_cursor(cursor) == data
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "not a cursor!",
+        "%%%%",
+        "abc",  # base64 of no JSON
+        base64.urlsafe_b64encode(b"[1, 2]").decode(),  # JSON, but not an object
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),  # not UTF-8
+        base64.urlsafe_b64encode(b'{"a": 1').decode(),  # truncated
+        encode_cursor({"k": "v" * 2000}),  # too long to be ours
+    ],
+)
+def test_garbage_cursor_is_unprocessable(garbage: str) -> None:
+    with pytest.raises(Unprocessable) as info:
+        decode_cursor(garbage)
+    assert info.value.errors == [{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+
+
+async def test_pages_walk_without_gaps_or_repeats(client: httpx.AsyncClient) -> None:
+    seen: list[int] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, str | int] = {"limit": 10}
+        if cursor:
+            params["cursor"] = cursor
+        response = await client.get("/things", params=params)
+        assert response.status_code == 200
+        body = response.json()
+        seen += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(range(45))
+    assert pages == 5
+
+
+async def test_default_limit_is_20(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/things")).json()
+    assert len(body["items"]) == 20
+    assert body["next_cursor"] is not None
+
+
+@pytest.mark.parametrize("limit", ["1", "100"])
+async def test_limit_bounds_accepted(client: httpx.AsyncClient, limit: str) -> None:
+    response = await client.get("/things", params={"limit": limit})
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == min(int(limit), 45)
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-5", "ten"])
+async def test_limit_out_of_range_is_422(client: httpx.AsyncClient, limit: str) -> None:
+    response = await client.get("/things", params={"limit": limit})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["loc"] == ["query", "limit"]
+
+
+async def test_garbled_cursor_is_422_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/things", params={"cursor": "garbled!!"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"] == [{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+
+
+def test_make_page_last_page_has_no_cursor() -> None:
+    page = make_page([1, 2, 3], 3, lambda n: {"n": n})
+    assert page.items == [1, 2, 3]
+    assert page.next_cursor is None
+    more = make_page([1, 2, 3, 4], 3, lambda n: {"n": n})
+    assert more.items == [1, 2, 3]
+    assert more.next_cursor is not None
+    assert decode_cursor(more.next_cursor) == {"n": 3}
