@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -19,7 +20,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[str]:
+async def serve(
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "off"
+) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn on 127.0.0.1 and yield its base URL (``http://127.0.0.1:N``)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

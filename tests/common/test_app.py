@@ -1,0 +1,164 @@
+"""``create_app``: lifespan, ``/healthz``, ``/readyz`` against a real Redis, ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import redis.asyncio as redis
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.app import create_app
+from common.health import http_check, redis_check
+from common.settings import ServiceSettings
+from tests.support.server import free_port
+
+
+def build(redis_url: str, *, events: list[str] | None = None, timeout_s: float = 2.0) -> FastAPI:
+    router = APIRouter()
+
+    @router.get("/items/{item_id}")
+    async def get_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        app.state.redis = client
+        app.state.readiness["redis"] = redis_check(client)
+        if events is not None:
+            events.append("started")
+        try:
+            yield
+        finally:
+            await client.aclose()
+            if events is not None:
+                events.append("stopped")
+
+    return create_app(
+        name="app-test",
+        settings=ServiceSettings(environment="test", readiness_timeout_s=timeout_s),
+        routers=[router],
+        lifespan=lifespan,
+    )
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_lifespan_runs_the_service_lifespan(redis_url: str) -> None:
+    events: list[str] = []
+    app = build(redis_url, events=events)
+    async with running(app) as client:
+        assert events == ["started"]
+        assert isinstance(app.state.redis, redis.Redis)
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert events == ["started", "stopped"]
+
+
+async def test_readyz_ok_when_redis_is_up(redis_url: str) -> None:
+    async with running(build(redis_url)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"redis": "ok"}}
+
+
+async def test_readyz_503_names_the_dependency_that_is_down(redis_url: str) -> None:
+    nothing_listening = f"redis://127.0.0.1:{free_port()}/0"
+    app = build(nothing_listening)
+    async with running(app) as client:
+        # A second, healthy dependency must be reported as such next to the failed one.
+        healthy = redis.Redis.from_url(redis_url)
+        app.state.readiness["cache"] = redis_check(healthy)
+        try:
+            response = await client.get("/readyz")
+        finally:
+            await healthy.aclose()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) > 0
+    body = response.json()
+    assert body["checks"] == {"redis": "down", "cache": "ok"}
+    assert "redis" in body["detail"]
+    assert "cache" not in body["detail"]
+
+
+async def test_readyz_times_out_a_hanging_check(redis_url: str) -> None:
+    app = build(redis_url, timeout_s=0.2)
+    hang = asyncio.Event()
+
+    async def never_ready() -> None:
+        await hang.wait()
+
+    async with running(app) as client:
+        app.state.readiness["slow"] = never_ready
+        response = await asyncio.wait_for(client.get("/readyz"), 5)
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"redis": "ok", "slow": "timeout"}
+
+
+async def test_http_check_against_closed_port(redis_url: str) -> None:
+    app = build(redis_url)
+    async with running(app) as client, httpx.AsyncClient(timeout=1) as http:
+        app.state.readiness["post_service"] = http_check(
+            http, f"http://127.0.0.1:{free_port()}/healthz"
+        )
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["post_service"] == "down"
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_metrics_count_requests_by_route_template(redis_url: str) -> None:
+    async with running(build(redis_url)) as client:
+        for item_id in (1, 2, 3):
+            assert (await client.get(f"/items/{item_id}")).status_code == 200
+        assert (await client.get("/items/nope")).status_code == 422
+        assert (await client.get("/does/not/exist")).status_code == 404
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    counts = samples(response.text, "http_requests_total")
+    ok = (("method", "GET"), ("route", "/items/{item_id}"), ("status", "200"))
+    assert counts[ok] == 3
+    assert counts[(("method", "GET"), ("route", "/items/{item_id}"), ("status", "422"))] == 1
+    assert counts[(("method", "GET"), ("route", "<unmatched>"), ("status", "404"))] == 1
+    assert not any("/items/1" in dict(labels)["route"] for labels in counts)
+    latency = samples(response.text, "http_request_duration_seconds_count")
+    assert latency[ok] == 3
+
+
+async def test_each_app_has_its_own_metrics(redis_url: str) -> None:
+    first, second = build(redis_url), build(redis_url)
+    async with running(first) as one, running(second) as two:
+        await one.get("/items/1")
+        await one.get("/items/2")
+        await two.get("/items/1")
+        first_counts = samples((await one.get("/metrics")).text, "http_requests_total")
+        second_counts = samples((await two.get("/metrics")).text, "http_requests_total")
+    key = (("method", "GET"), ("route", "/items/{item_id}"), ("status", "200"))
+    assert first_counts[key] == 2
+    assert second_counts[key] == 1
+
+
+def test_ops_endpoints_are_not_in_the_public_openapi(redis_url: str) -> None:
+    paths = build(redis_url).openapi()["paths"]
+    assert "/items/{item_id}" in paths
+    assert not {"/healthz", "/readyz", "/metrics"} & set(paths)
