@@ -1,0 +1,202 @@
+"""Handlers of the events feed_service consumes (queue ``feed.events``).
+
+Every handler is idempotent: feed writes are ZADD/ZREM of deterministic members, counters go
+through seen-sets, notifications through per-event claims, and deletions leave tombstones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, Literal
+
+from common.events import (
+    CommentCreated,
+    CommentDeleted,
+    EventEnvelope,
+    PostCreated,
+    PostDeleted,
+    PostLiked,
+    PostUnliked,
+    PostUpdated,
+    UserDeleted,
+    UserFollowed,
+    UserRegistered,
+    UserUnfollowed,
+    UserUpdated,
+)
+from common.time import to_ms
+from feed_service.repository import keys
+from feed_service.service.fanout import FanoutPublisher
+from feed_service.service.feed_manager import Entry, FeedManager
+from feed_service.service.notifications import NotificationStore
+from feed_service.service.post_cache import PostCache
+
+__all__ = ["CONSUMER", "FeedEvents"]
+
+CONSUMER: Final = "feed"
+
+Handler = Callable[[EventEnvelope], Awaitable[None]]
+
+
+class FeedEvents:
+    def __init__(
+        self,
+        feeds: FeedManager,
+        cache: PostCache,
+        notifications: NotificationStore,
+        fanout: FanoutPublisher,
+    ) -> None:
+        self.feeds = feeds
+        self.cache = cache
+        self.notifications = notifications
+        self.fanout = fanout
+        self.settings = feeds.settings
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "post.created": self.post_created,
+            "post.updated": self.post_updated,
+            "post.deleted": self.post_deleted,
+            "user.followed": self.user_followed,
+            "user.unfollowed": self.user_unfollowed,
+            "user.registered": self.user_registered,
+            "user.updated": self.user_updated,
+            "user.deleted": self.user_deleted,
+            "post.liked": self.post_liked,
+            "post.unliked": self.post_unliked,
+            "comment.created": self.comment_created,
+            "comment.deleted": self.comment_deleted,
+        }
+
+    async def _spread(
+        self,
+        key: str,
+        op: Literal["add", "remove"],
+        user_ids: Sequence[str],
+        *,
+        entries: Sequence[Entry] = (),
+        members: Sequence[str] = (),
+    ) -> None:
+        """Small audiences are written inline; large ones go to the fan-out workers."""
+        if len(user_ids) <= self.settings.inline_fanout_max:
+            if op == "add":
+                await self.feeds.insert(user_ids, entries)
+            else:
+                await self.feeds.remove(user_ids, members)
+            return
+        batches = self.fanout.split(key, op, user_ids, entries=entries, members=members)
+        await self.fanout.publish(batches)
+
+    # ------------------------------------------------------------------ posts
+    async def post_created(self, envelope: EventEnvelope) -> None:
+        event = PostCreated.model_validate(envelope.data)
+        if await self.cache.is_tombstoned(event.post_id):
+            return  # deleted before we saw it: never show it
+        await self.cache.store_created(event)
+        member, score = keys.entry(event.post_id, event.author_id), to_ms(event.created_at)
+        await self.feeds.record_post(event.author_id, member, score)
+        mentioned = [m for m in dict.fromkeys(event.mention_ids) if m != event.author_id]
+        # The author's own feed and mentioned users' feeds get it whatever the author's size.
+        await self.feeds.insert([event.author_id, *mentioned], [(member, score)])
+        for user_id in mentioned:
+            await self.notifications.notify(
+                user_id,
+                "mention",
+                actor_id=event.author_id,
+                event_id=envelope.id,
+                post_id=event.post_id,
+            )
+        followers = await self.feeds.ensure_followers(event.author_id)
+        if len(followers) > self.settings.hybrid_threshold:
+            await self.feeds.mark_big(event.author_id)  # merged at read time instead
+            return
+        await self._spread(event.post_id, "add", followers, entries=[(member, score)])
+
+    async def post_updated(self, envelope: EventEnvelope) -> None:
+        event = PostUpdated.model_validate(envelope.data)
+        await self.cache.store_updated(event.post_id, event.content, event.edited_at)
+
+    async def post_deleted(self, envelope: EventEnvelope) -> None:
+        event = PostDeleted.model_validate(envelope.data)
+        mentioned = await self.cache.delete(event.post_id)
+        member = keys.entry(event.post_id, event.author_id)
+        await self.feeds.forget_post(event.author_id, member)
+        await self.feeds.remove([event.author_id, *mentioned], [member])
+        followers = await self.feeds.ensure_followers(event.author_id)
+        await self._spread(event.post_id, "remove", followers, members=[member])
+
+    # ------------------------------------------------------------------ graph
+    async def user_followed(self, envelope: EventEnvelope) -> None:
+        event = UserFollowed.model_validate(envelope.data)
+        await self.feeds.add_follow(event.follower_id, event.followee_id)
+        if await self.feeds.follower_count(event.followee_id) > self.settings.hybrid_threshold:
+            await self.feeds.mark_big(event.followee_id)
+        if not await self.feeds.is_big(event.followee_id):
+            await self.feeds.merge(event.follower_id, event.followee_id)
+        await self.notifications.notify(
+            event.followee_id, "follow", actor_id=event.follower_id, event_id=envelope.id
+        )
+
+    async def user_unfollowed(self, envelope: EventEnvelope) -> None:
+        event = UserUnfollowed.model_validate(envelope.data)
+        await self.feeds.remove_follow(event.follower_id, event.followee_id)
+        await self.feeds.unmerge(event.follower_id, event.followee_id)
+
+    # ------------------------------------------------------------------ users
+    async def user_registered(self, envelope: EventEnvelope) -> None:
+        event = UserRegistered.model_validate(envelope.data)
+        await self.cache.upsert_user(event.user_id, event.username, event.display_name)
+        # A new account's replicas are complete from the start: every later change arrives
+        # as an event, so no rebuild from the sources is needed for them.
+        await self.cache.mark_likes_tracked(event.user_id)
+        await self.feeds.redis.set(keys.followers_meta(event.user_id), "1", nx=True)
+        await self.feeds.redis.set(keys.author_posts_meta(event.user_id), "1", nx=True)
+
+    async def user_updated(self, envelope: EventEnvelope) -> None:
+        event = UserUpdated.model_validate(envelope.data)
+        await self.cache.upsert_user(event.user_id, event.username, event.display_name)
+
+    async def user_deleted(self, envelope: EventEnvelope) -> None:
+        event = UserDeleted.model_validate(envelope.data)
+        user_id = event.user_id
+        # Tombstone first: reads drop the account's entries at once, wherever they still are.
+        await self.cache.delete_user(user_id)
+        members = [m for m, _s in await self.feeds.author_entries(user_id, 100_000)]
+        followers = sorted(await self.feeds.redis.smembers(keys.followers(user_id)))
+        for member in members:
+            await self.cache.delete(keys.parse_entry(member)[0])
+        if members:
+            await self._spread(f"user-{user_id}", "remove", followers, members=members)
+        await self.feeds.drop_user(user_id)
+
+    # ---------------------------------------------------------- likes/comments
+    async def post_liked(self, envelope: EventEnvelope) -> None:
+        event = PostLiked.model_validate(envelope.data)
+        await self.cache.count_like(event.post_id, event.user_id, add=True)
+        await self.notifications.notify(
+            event.post_author_id,
+            "like",
+            actor_id=event.user_id,
+            event_id=envelope.id,
+            post_id=event.post_id,
+        )
+
+    async def post_unliked(self, envelope: EventEnvelope) -> None:
+        event = PostUnliked.model_validate(envelope.data)
+        await self.cache.count_like(event.post_id, event.user_id, add=False)
+
+    async def comment_created(self, envelope: EventEnvelope) -> None:
+        event = CommentCreated.model_validate(envelope.data)
+        await self.cache.count_comment(event.post_id, event.comment_id, add=True)
+        await self.notifications.notify(
+            event.post_author_id,
+            "comment",
+            actor_id=event.author_id,
+            event_id=envelope.id,
+            post_id=event.post_id,
+            comment_id=event.comment_id,
+        )
+
+    async def comment_deleted(self, envelope: EventEnvelope) -> None:
+        event = CommentDeleted.model_validate(envelope.data)
+        await self.cache.count_comment(event.post_id, event.comment_id, add=False)

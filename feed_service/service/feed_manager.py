@@ -1,0 +1,347 @@
+"""FeedManager: every home-feed operation in one place (insert, merge, unmerge, trim, rebuild,
+read). The key layout lives in :mod:`feed_service.repository.keys`; docs/feed.md explains it.
+
+Feeds are Redis sorted sets of ``<post_id>:<author_id>`` scored by creation time in ms. A feed
+is "built" while its marker exists; the marker's TTL is the idle time, so feeds of inactive
+users expire (feed and marker together) and fan-out skips them. A missing feed is rebuilt on
+its next read from network_service (followees) and post_service (recent posts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from common.logging import get_logger
+from feed_service.repository import keys
+from feed_service.repository.redis import RedisClient
+from feed_service.repository.sources import NetworkSource, PostSource, SourceNotFound
+from feed_service.settings import FeedSettings
+
+__all__ = ["Cursor", "Entry", "FeedManager"]
+
+Entry = tuple[str, int]
+"""(member ``<post_id>:<author_id>``, score ms)."""
+Cursor = tuple[int, str]
+"""Keyset position: the (score, member) of the last entry shown."""
+
+_log = get_logger("feed_service.feeds")
+
+# KEYS: zset, marker. ARGV: cap, require_marker, then score/member pairs.
+# Adds entries, trims to the cap (oldest first) and gives the zset the marker's TTL, so a feed
+# and its marker expire together. With require_marker=1 a missing marker (inactive user, feed
+# not built) skips the write: the feed will be rebuilt on its next read.
+_ADD_LUA = """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+local cap = tonumber(ARGV[1])
+local size = redis.call('ZCARD', KEYS[1])
+if size > cap then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - cap - 1) end
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+_CHUNK = 1000
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sort_key(entry: Entry) -> tuple[int, str]:
+    return entry[1], entry[0]
+
+
+class FeedManager:
+    def __init__(
+        self,
+        redis: RedisClient,
+        settings: FeedSettings,
+        posts: PostSource,
+        network: NetworkSource,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.posts = posts
+        self.network = network
+        self._add = redis.register_script(_ADD_LUA)
+
+    def _pipeline(self) -> Any:
+        # Non-transactional everywhere: on a cluster the pipeline is split per node, and every
+        # command in it touches keys of one slot only.
+        return self.redis.pipeline(transaction=False)
+
+    # ------------------------------------------------------------------ writes
+    async def insert(
+        self,
+        user_ids: Sequence[str],
+        entries: Sequence[Entry],
+        *,
+        require_marker: bool = True,
+    ) -> int:
+        """Add ``entries`` to each user's feed in pipelines; returns how many feeds took them."""
+        if not entries or not user_ids:
+            return 0
+        args: list[Any] = [self.settings.feed_cap, "1" if require_marker else "0"]
+        for member, score in entries:
+            args += [score, member]
+        written = 0
+        for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
+            pipe = self._pipeline()
+            for user_id in chunk:
+                await self._add(
+                    keys=[keys.feed(user_id), keys.feed_meta(user_id)], args=args, client=pipe
+                )
+            written += sum(int(r) for r in await pipe.execute())
+        return written
+
+    async def remove(self, user_ids: Sequence[str], members: Sequence[str]) -> None:
+        """Remove ``members`` from each user's feed (idempotent)."""
+        if not members or not user_ids:
+            return
+        for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
+            pipe = self._pipeline()
+            for user_id in chunk:
+                pipe.zrem(keys.feed(user_id), *members)
+            await pipe.execute()
+
+    async def merge(self, user_id: str, author_id: str) -> None:
+        """Follow: the followee's recent posts join the follower's (built) feed."""
+        await self.ensure_author_index(author_id)
+        entries = await self.author_entries(author_id, self.settings.feed_cap)
+        await self.insert([user_id], entries)
+
+    async def unmerge(self, user_id: str, author_id: str) -> None:
+        """Unfollow: every entry of that author leaves the feed (authors are in the members)."""
+        suffix = ":" + author_id
+        current = await self.redis.zrange(keys.feed(user_id), 0, -1)
+        members = [m for m in current if m.endswith(suffix)]
+        if members:
+            await self.redis.zrem(keys.feed(user_id), *members)
+
+    # ------------------------------------------------------------ author index
+    async def record_post(self, author_id: str, member: str, score: int) -> None:
+        await self._add(
+            keys=[keys.author_posts(author_id), keys.author_posts_meta(author_id)],
+            args=[self.settings.feed_cap, "0", score, member],
+        )
+
+    async def forget_post(self, author_id: str, member: str) -> None:
+        await self.redis.zrem(keys.author_posts(author_id), member)
+
+    async def ensure_author_index(self, author_id: str) -> None:
+        """Rebuild the author's recent-post index from post_service when its marker is gone."""
+        if await self.redis.exists(keys.author_posts_meta(author_id)):
+            return
+        recent = await self.posts.recent([author_id], self.settings.feed_cap)
+        entries = await self.without_tombstones(
+            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent]
+        )
+        if entries:
+            args: list[Any] = [self.settings.feed_cap, "0"]
+            for member, score in entries:
+                args += [score, member]
+            await self._add(
+                keys=[keys.author_posts(author_id), keys.author_posts_meta(author_id)], args=args
+            )
+        await self.redis.set(keys.author_posts_meta(author_id), "1")
+
+    async def author_entries(self, author_id: str, limit: int) -> list[Entry]:
+        key = keys.author_posts(author_id)
+        rows = await self.redis.zrevrange(key, 0, limit - 1, withscores=True)
+        return [(m, int(s)) for m, s in rows]
+
+    # -------------------------------------------------------- follower replica
+    async def add_follow(self, follower_id: str, followee_id: str) -> None:
+        pipe = self._pipeline()
+        pipe.sadd(keys.followers(followee_id), follower_id)
+        await pipe.execute()
+        # The following set is only trusted while the feed is built; otherwise the rebuild
+        # fetches it whole.
+        if await self.is_built(follower_id):
+            await self.redis.sadd(keys.following(follower_id), followee_id)
+
+    async def remove_follow(self, follower_id: str, followee_id: str) -> None:
+        await self.redis.srem(keys.followers(followee_id), follower_id)
+        await self.redis.srem(keys.following(follower_id), followee_id)
+
+    async def ensure_followers(self, author_id: str) -> list[str]:
+        """The author's followers, sorted (so fan-out batches are deterministic)."""
+        if not await self.redis.exists(keys.followers_meta(author_id)):
+            try:
+                fetched = await self.network.followers(author_id)
+            except SourceNotFound:
+                fetched = []
+            for chunk in _chunks(fetched, 5000):
+                await self.redis.sadd(keys.followers(author_id), *chunk)
+            await self.redis.set(keys.followers_meta(author_id), "1")
+        return sorted(await self.redis.smembers(keys.followers(author_id)))
+
+    async def follower_count(self, author_id: str) -> int:
+        return int(await self.redis.scard(keys.followers(author_id)))
+
+    # ------------------------------------------------------------ big accounts
+    async def mark_big(self, author_id: str) -> None:
+        # Never unmarked automatically: posts of the big period live only in the author index,
+        # so dropping the mark would hide them (reconcile may re-fan-out and unmark).
+        await self.redis.sadd(keys.BIG_AUTHORS, author_id)
+
+    async def is_big(self, author_id: str) -> bool:
+        return bool(await self.redis.sismember(keys.BIG_AUTHORS, author_id))
+
+    async def followed_big_authors(self, user_id: str) -> list[str]:
+        big = sorted(await self.redis.smembers(keys.BIG_AUTHORS))
+        if not big:
+            return []
+        flags = await self.redis.smismember(  # type: ignore[no-untyped-call]
+            keys.following(user_id), big
+        )
+        return [b for b, f in zip(big, flags, strict=True) if f]
+
+    # ------------------------------------------------------------ lifecycle
+    async def is_built(self, user_id: str) -> bool:
+        return bool(await self.redis.exists(keys.feed_meta(user_id)))
+
+    async def touch(self, user_id: str) -> None:
+        """A read keeps the feed active for another idle period."""
+        ttl = self.settings.idle_ttl_ms
+        pipe = self._pipeline()
+        pipe.hset(keys.feed_meta(user_id), "last_read", int(time.time() * 1000))
+        pipe.pexpire(keys.feed_meta(user_id), ttl)
+        pipe.pexpire(keys.feed(user_id), ttl)
+        pipe.pexpire(keys.following(user_id), ttl)
+        await pipe.execute()
+
+    async def ensure_feed(self, user_id: str) -> bool:
+        """Build the feed if it is missing; True when a rebuild ran. Single-flight per user."""
+        if await self.is_built(user_id):
+            return False
+        lock = self.redis.lock(
+            keys.feed_lock(user_id),
+            timeout=self.settings.rebuild_lock_s,
+            blocking_timeout=self.settings.rebuild_lock_s,
+        )
+        async with lock:
+            if await self.is_built(user_id):
+                return False
+            await self.rebuild(user_id)
+            return True
+
+    async def rebuild(self, user_id: str) -> int:
+        """Regenerate the feed from the sources of truth; returns the entry count.
+
+        The marker is set first so fan-outs racing with the rebuild write into the new feed
+        instead of skipping it; entries are then merged in (ZADD is idempotent).
+        """
+        followees = await self.network.followees(user_id)
+        ttl = self.settings.idle_ttl_ms
+        pipe = self._pipeline()
+        pipe.delete(keys.feed(user_id), keys.following(user_id))
+        pipe.hset(keys.feed_meta(user_id), mapping={"built_at": int(time.time() * 1000)})
+        pipe.pexpire(keys.feed_meta(user_id), ttl)
+        if followees:
+            pipe.sadd(keys.following(user_id), *followees)
+            pipe.pexpire(keys.following(user_id), ttl)
+        await pipe.execute()
+        authors = [user_id, *followees]
+        cap = self.settings.feed_cap
+        per_author = min(cap, max(20, 2 * cap // len(authors)))
+        recent = await self.posts.recent(authors, per_author)
+        entries = await self.without_tombstones(
+            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent]
+        )
+        entries.sort(key=_sort_key, reverse=True)
+        entries = entries[:cap]
+        await self.insert([user_id], entries)
+        _log.info("feed_rebuilt", user_id=user_id, followees=len(followees), entries=len(entries))
+        return len(entries)
+
+    async def drop_user(self, user_id: str) -> None:
+        """A deleted account: its feed data and replicas go."""
+        for followee in await self.redis.smembers(keys.following(user_id)):
+            await self.redis.srem(keys.followers(followee), user_id)
+        await self.redis.srem(keys.BIG_AUTHORS, user_id)
+        pipe = self._pipeline()
+        for key in (
+            keys.feed(user_id),
+            keys.feed_meta(user_id),
+            keys.following(user_id),
+            keys.followers(user_id),
+            keys.followers_meta(user_id),
+            keys.author_posts(user_id),
+            keys.author_posts_meta(user_id),
+            keys.liked(user_id),
+            keys.liked_meta(user_id),
+            keys.notifications(user_id),
+            keys.notif_read(user_id),
+        ):
+            pipe.delete(key)
+        await pipe.execute()
+
+    # ------------------------------------------------------------------ reads
+    async def _range_after(self, key: str, cursor: Cursor | None, count: int) -> list[Entry]:
+        if cursor is None:
+            rows = await self.redis.zrevrange(key, 0, count - 1, withscores=True)
+            return [(m, int(s)) for m, s in rows]
+        score, member = cursor
+        # Entries sharing the cursor's score are ordered by member; fetch enough to skip the
+        # ones already shown.
+        ties = int(await self.redis.zcount(key, score, score))
+        rows = await self.redis.zrevrangebyscore(
+            key, score, "-inf", start=0, num=count + ties, withscores=True
+        )
+        result = [
+            (m, int(s)) for m, s in rows if int(s) < score or (int(s) == score and m < member)
+        ]
+        return result[:count]
+
+    async def read_entries(
+        self, user_id: str, limit: int, cursor: Cursor | None
+    ) -> tuple[list[Entry], bool]:
+        """Up to ``limit`` entries after ``cursor``, newest first, and whether more exist.
+
+        Big accounts the reader follows are merged in from their author index with the same
+        keyset, so the result equals what full fan-out would have stored.
+        """
+        sources = [keys.feed(user_id)]
+        for author in await self.followed_big_authors(user_id):
+            await self.ensure_author_index(author)
+            sources.append(keys.author_posts(author))
+        merged: dict[str, int] = {}
+        for key in sources:
+            for member, score in await self._range_after(key, cursor, limit + 1):
+                merged[member] = score
+        ordered = sorted(merged.items(), key=_sort_key, reverse=True)
+        return ordered[:limit], len(ordered) > limit
+
+    async def merge_own_recent(self, user_id: str, limit: int) -> None:
+        """Read-your-own-writes: the reader's newest posts from post_service join their feed.
+
+        The post.created event may not be consumed yet when the author reads right after
+        ``POST /posts``; post_service is the source of truth, so ask it (briefly).
+        """
+        try:
+            recent = await self.posts.recent(
+                [user_id], limit, deadline_s=self.settings.own_posts_timeout_s
+            )
+        except Exception as exc:  # degrade: the event will bring the post shortly
+            _log.warning("own_posts_unavailable", error=type(exc).__name__)
+            return
+        entries = await self.without_tombstones(
+            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent if aid == user_id]
+        )
+        await self.insert([user_id], entries)
+
+    async def without_tombstones(self, entries: list[Entry]) -> list[Entry]:
+        if not entries:
+            return entries
+        pipe = self._pipeline()
+        for member, _score in entries:
+            pipe.exists(keys.tombstone(keys.parse_entry(member)[0]))
+        flags = await pipe.execute()
+        return [e for e, dead in zip(entries, flags, strict=True) if not dead]

@@ -1,0 +1,303 @@
+"""Post cache and user replica (kept by events) and feed hydration.
+
+Feed entries are ids; bodies come from ``post:{p:<id>}`` hashes written by post.created and
+kept current by post.updated/liked/unliked and comment events. A miss falls back to
+post_service's batch API, whose answer is cached briefly (its counts are not event-tracked).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from common.errors import ServiceUnavailable
+from common.events import PostCreated
+from common.logging import get_logger
+from common.time import format_timestamp, from_ms, to_ms
+from feed_service.repository import keys
+from feed_service.repository.redis import RedisClient
+from feed_service.repository.sources import PostSource
+from feed_service.service.feed_manager import Entry
+from feed_service.settings import FeedSettings
+
+__all__ = ["Hydrated", "PostCache"]
+
+_log = get_logger("feed_service.posts")
+
+# KEYS: post hash, edited marker field holder (same hash). ARGV: content, edited_ms.
+# Only an edit newer than the cached one applies, so redelivered or reordered edits converge.
+_UPDATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
+if tonumber(ARGV[2]) < current then return 0 end
+redis.call('HSET', KEYS[1], 'content', ARGV[1], 'edited_at', ARGV[2])
+return 1
+"""
+
+# KEYS: post hash, seen-set. ARGV: member, delta (1/-1), counter field, ttl.
+# The seen-set makes counting idempotent: a redelivered like changes nothing.
+_COUNT_LUA = """
+local changed
+if ARGV[2] == '1' then
+  changed = redis.call('SADD', KEYS[2], ARGV[1])
+else
+  changed = redis.call('SREM', KEYS[2], ARGV[1])
+end
+if changed == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local value = redis.call('HINCRBY', KEYS[1], ARGV[3], tonumber(ARGV[2]))
+  if value < 0 then redis.call('HSET', KEYS[1], ARGV[3], 0) end
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return changed
+"""
+
+
+def _iso_ms(value: str | None) -> int | None:
+    if not value:
+        return None
+    return to_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+class Hydrated:
+    """Posts in feed order, plus the entries found deleted (to prune from the feed)."""
+
+    def __init__(self, posts: list[dict[str, Any]], dropped: list[str]) -> None:
+        self.posts = posts
+        self.dropped = dropped
+
+
+class PostCache:
+    def __init__(self, redis: RedisClient, settings: FeedSettings, source: PostSource) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.source = source
+        self._update = redis.register_script(_UPDATE_LUA)
+        self._count = redis.register_script(_COUNT_LUA)
+
+    # ------------------------------------------------------------------ posts
+    async def is_tombstoned(self, post_id: str) -> bool:
+        return bool(await self.redis.exists(keys.tombstone(post_id)))
+
+    async def store_created(self, event: PostCreated) -> None:
+        fields: dict[str | bytes, bytes | float | int | str] = {
+            "author_id": event.author_id,
+            "content": event.content,
+            "created_at": to_ms(event.created_at),
+            "edited_at": 0,
+            "reply_to_id": event.reply_to_id or "",
+            "hashtags": json.dumps(event.hashtags),
+            "mention_ids": json.dumps(event.mention_ids),
+            "like_count": 0,
+            "comment_count": 0,
+        }
+        key = keys.post(event.post_id)
+        pipe = self.redis.pipeline(transaction=False)
+        # HSETNX-like: an edit or like may already have landed on a cached copy.
+        if not await self.redis.exists(key):
+            pipe.hset(key, mapping=fields)
+        pipe.expire(key, self.settings.post_cache_ttl_s)
+        await pipe.execute()
+        if event.author_username is not None:
+            await self.upsert_user(
+                event.author_id,
+                event.author_username,
+                event.author_display_name or event.author_username,
+                only_if_missing=True,
+            )
+
+    async def store_updated(self, post_id: str, content: str, edited_at: datetime) -> None:
+        await self._update(keys=[keys.post(post_id)], args=[content, to_ms(edited_at)])
+
+    async def delete(self, post_id: str) -> list[str]:
+        """Tombstone the post and drop its cache; returns its mention ids (if cached)."""
+        mentions_raw = await self.redis.hget(keys.post(post_id), "mention_ids")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(keys.tombstone(post_id), "1", ex=self.settings.tombstone_ttl_s)
+        pipe.delete(keys.post(post_id), keys.post_likes(post_id), keys.post_comments(post_id))
+        await pipe.execute()
+        return list(json.loads(mentions_raw)) if mentions_raw else []
+
+    async def count_like(self, post_id: str, user_id: str, *, add: bool) -> None:
+        await self._count(
+            keys=[keys.post(post_id), keys.post_likes(post_id)],
+            args=[user_id, "1" if add else "-1", "like_count", self.settings.post_cache_ttl_s],
+        )
+        if add:
+            await self.redis.sadd(keys.liked(user_id), post_id)
+        else:
+            await self.redis.srem(keys.liked(user_id), post_id)
+
+    async def count_comment(self, post_id: str, comment_id: str, *, add: bool) -> None:
+        await self._count(
+            keys=[keys.post(post_id), keys.post_comments(post_id)],
+            args=[
+                comment_id,
+                "1" if add else "-1",
+                "comment_count",
+                self.settings.post_cache_ttl_s,
+            ],
+        )
+
+    # ------------------------------------------------------------------ users
+    async def upsert_user(
+        self, user_id: str, username: str, display_name: str, *, only_if_missing: bool = False
+    ) -> None:
+        key = keys.user(user_id)
+        if only_if_missing and await self.redis.exists(key):
+            return
+        await self.redis.hset(key, mapping={"username": username, "display_name": display_name})
+
+    async def delete_user(self, user_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(keys.user(user_id))
+        pipe.set(keys.user_tombstone(user_id), "1", ex=self.settings.tombstone_ttl_s)
+        await pipe.execute()
+
+    async def mark_likes_tracked(self, user_id: str) -> None:
+        await self.redis.set(keys.liked_meta(user_id), "1", nx=True)
+
+    async def summaries(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in ids:
+            pipe.hgetall(keys.user(user_id))
+        rows = await pipe.execute()
+        return {
+            uid: {"id": uid, "username": row["username"], "display_name": row["display_name"]}
+            for uid, row in zip(ids, rows, strict=True)
+            if row
+        }
+
+    # -------------------------------------------------------------- hydration
+    async def hydrate(self, entries: Sequence[Entry], viewer_id: str | None) -> Hydrated:
+        parsed = [(member, *keys.parse_entry(member)) for member, _ in entries]
+        pipe = self.redis.pipeline(transaction=False)
+        for _member, post_id, author_id in parsed:
+            pipe.hgetall(keys.post(post_id))
+            pipe.exists(keys.tombstone(post_id))
+            pipe.exists(keys.user_tombstone(author_id))
+        if viewer_id is not None:
+            pipe.exists(keys.liked_meta(viewer_id))
+        raw = await pipe.execute()
+        likes_tracked = bool(raw[-1]) if viewer_id is not None else True
+
+        dropped: list[str] = []
+        cached: dict[str, dict[str, Any]] = {}
+        alive: list[tuple[str, str]] = []  # (member, post_id)
+        for i, (member, post_id, _author) in enumerate(parsed):
+            row, tomb, user_tomb = raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]
+            if tomb or user_tomb:
+                dropped.append(member)
+                continue
+            alive.append((member, post_id))
+            if row:
+                cached[post_id] = row
+        users = await self.summaries(
+            [r["author_id"] for r in cached.values()]
+            + [u for r in cached.values() for u in json.loads(r.get("mention_ids") or "[]")]
+        )
+
+        def complete(row: Mapping[str, Any]) -> bool:
+            mentions = json.loads(row.get("mention_ids") or "[]")
+            return row["author_id"] in users and all(m in users for m in mentions)
+
+        wanted = [pid for _m, pid in alive if not (pid in cached and complete(cached[pid]))]
+        if not likes_tracked:
+            wanted = [pid for _m, pid in alive]
+        fetched: dict[str, dict[str, Any]] = {}
+        if wanted:
+            try:
+                fetched = {p["id"]: p for p in await self.source.batch(wanted, viewer_id)}
+            except Exception as exc:
+                missing = [pid for pid in wanted if pid not in cached]
+                if missing:
+                    _log.warning("post_batch_unavailable", error=type(exc).__name__)
+                    raise ServiceUnavailable(
+                        "Posts are temporarily unavailable", dependency="post_service"
+                    ) from exc
+            else:
+                await self._fill(fetched)
+                gone = set(wanted) - set(fetched)
+                dropped += [m for m, pid in alive if pid in gone]
+                alive = [(m, pid) for m, pid in alive if pid not in gone]
+
+        liked: set[str] = set()
+        if viewer_id is not None and likes_tracked and alive:
+            ids = [pid for _m, pid in alive]
+            flags = await self.redis.smismember(  # type: ignore[no-untyped-call]
+                keys.liked(viewer_id), ids
+            )
+            liked = {pid for pid, flag in zip(ids, flags, strict=True) if flag}
+
+        posts: list[dict[str, Any]] = []
+        for _member, post_id in alive:
+            if post_id in fetched and (post_id not in cached or not complete(cached[post_id])):
+                post = dict(fetched[post_id])
+                if likes_tracked:
+                    post["liked_by_me"] = post_id in liked
+                posts.append(post)
+                continue
+            if post_id not in cached:
+                continue
+            row = cached[post_id]
+            liked_by_me = (
+                post_id in liked
+                if likes_tracked
+                else bool(fetched.get(post_id, {}).get("liked_by_me", False))
+            )
+            posts.append(self._from_row(post_id, row, users, liked_by_me))
+        return Hydrated(posts, dropped)
+
+    @staticmethod
+    def _from_row(
+        post_id: str,
+        row: Mapping[str, Any],
+        users: Mapping[str, dict[str, str]],
+        liked_by_me: bool,
+    ) -> dict[str, Any]:
+        edited = int(row.get("edited_at") or 0)
+        mentions = json.loads(row.get("mention_ids") or "[]")
+        return {
+            "id": post_id,
+            "author": users[row["author_id"]],
+            "content": row["content"],
+            "created_at": format_timestamp(from_ms(int(row["created_at"]))),
+            "edited_at": format_timestamp(from_ms(edited)) if edited else None,
+            "reply_to_id": row.get("reply_to_id") or None,
+            "hashtags": json.loads(row.get("hashtags") or "[]"),
+            "mentions": [users[m] for m in mentions if m in users],
+            "like_count": int(row.get("like_count") or 0),
+            "comment_count": int(row.get("comment_count") or 0),
+            "liked_by_me": liked_by_me,
+        }
+
+    async def _fill(self, fetched: Mapping[str, dict[str, Any]]) -> None:
+        if not fetched:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for post_id, post in fetched.items():
+            key = keys.post(post_id)
+            pipe.hset(
+                key,
+                mapping={
+                    "author_id": post["author"]["id"],
+                    "content": post["content"],
+                    "created_at": _iso_ms(post["created_at"]) or 0,
+                    "edited_at": _iso_ms(post.get("edited_at")) or 0,
+                    "reply_to_id": post.get("reply_to_id") or "",
+                    "hashtags": json.dumps(post.get("hashtags") or []),
+                    "mention_ids": json.dumps([m["id"] for m in post.get("mentions") or []]),
+                    "like_count": int(post.get("like_count") or 0),
+                    "comment_count": int(post.get("comment_count") or 0),
+                },
+            )
+            pipe.expire(key, self.settings.post_cache_fallback_ttl_s)
+            for summary in [post["author"], *(post.get("mentions") or [])]:
+                user_key = keys.user(summary["id"])
+                pipe.hsetnx(user_key, "username", summary["username"])
+                pipe.hsetnx(user_key, "display_name", summary["display_name"])
+        await pipe.execute()

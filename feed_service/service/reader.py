@@ -1,0 +1,45 @@
+"""Reading a home feed: build it if missing, merge big accounts, hydrate, paginate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.errors import Unprocessable
+from common.pagination import encode_cursor
+from feed_service.service.feed_manager import Cursor, FeedManager
+from feed_service.service.post_cache import PostCache
+
+__all__ = ["FeedReader", "parse_cursor"]
+
+
+def parse_cursor(data: dict[str, Any] | None) -> Cursor | None:
+    if data is None:
+        return None
+    score, member = data.get("s"), data.get("m")
+    if not isinstance(score, int) or not isinstance(member, str) or not member:
+        raise Unprocessable(
+            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+        )
+    return score, member
+
+
+class FeedReader:
+    def __init__(self, feeds: FeedManager, cache: PostCache) -> None:
+        self.feeds = feeds
+        self.cache = cache
+
+    async def page(self, user_id: str, limit: int, cursor: Cursor | None) -> dict[str, Any]:
+        rebuilt = await self.feeds.ensure_feed(user_id)
+        await self.feeds.touch(user_id)
+        if cursor is None and not rebuilt:
+            await self.feeds.merge_own_recent(user_id, limit)
+        entries, more = await self.feeds.read_entries(user_id, limit, cursor)
+        hydrated = await self.cache.hydrate(entries, user_id)
+        if hydrated.dropped:
+            # Deleted posts found on the way out are pruned, so the next read is clean.
+            await self.feeds.remove([user_id], hydrated.dropped)
+        next_cursor = None
+        if more and entries:
+            member, score = entries[-1]
+            next_cursor = encode_cursor({"s": score, "m": member})
+        return {"items": hydrated.posts, "next_cursor": next_cursor}
