@@ -14,7 +14,10 @@ STATE_DIR = Path(__file__).resolve().parents[2] / ".murmur" / "platform"
 
 # The development backing services of `python -m deploy.local up`, at the ports of api.md.
 DEV_BACKING = Backing(
-    postgres_url="postgresql+asyncpg://postgres@127.0.0.1:5432",
+    database_urls={
+        "auth": "postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_auth",
+        "post": "postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_post",
+    },
     redis_url="redis://127.0.0.1:6379",
     amqp_url="amqp://guest:guest@127.0.0.1:5672/",
     neo4j_uri="bolt://127.0.0.1:7687",

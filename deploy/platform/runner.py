@@ -90,8 +90,8 @@ class Platform:
             "PUBLIC_BASE_URL": self.gateway_url,
         }
         specific: dict[str, str] = {}
-        if service in DATABASES:
-            specific["DATABASE_URL"] = f"{b.postgres_url}/{DATABASES[service]}"
+        if service in b.database_urls:
+            specific["DATABASE_URL"] = b.database_urls[service]
         redis_db = {"auth": 1, "email": 2, "feed": 3}
         if service in redis_db:
             specific["REDIS_URL"] = f"{b.redis_url}/{redis_db[service]}"
