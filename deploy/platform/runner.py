@@ -37,16 +37,13 @@ GATEWAY_SERVICES: tuple[Literal["auth", "post", "network", "feed"], ...] = (
     "network",
     "feed",
 )
-DATABASES: Mapping[str, str] = {"auth": "murmur_auth", "post": "murmur_post"}
 
 
 @dataclass(frozen=True)
 class Backing:
     """Where the backing services answer."""
 
-    postgres_url: (
-        str  # server URL without a database, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432
-    )
+    database_urls: Mapping[str, str]  # per service with a database: postgresql+asyncpg:// URL
     redis_url: str  # redis://host:port (no database number)
     amqp_url: str
     neo4j_uri: str
