@@ -244,8 +244,10 @@ class PostRepository:
         """
         if not author_ids:
             return []
-        authors = func.unnest(literal(list(author_ids), ARRAY(Post.author_id.type))).table_valued(
-            "author_id"
+        authors = (
+            func.unnest(literal(list(author_ids), ARRAY(Post.author_id.type)))
+            .table_valued("author_id")
+            .render_derived()
         )
         per = select(Post.id, Post.author_id, Post.created_at).where(
             Post.author_id == authors.c.author_id

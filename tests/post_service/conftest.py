@@ -81,9 +81,7 @@ class PostHarness:
         return body
 
     async def outbox(self, aggregate_id: str | None = None) -> list[OutboxEvent]:
-        stmt = select(outbox.c.type, outbox.c.payload, outbox.c.aggregate_id).order_by(
-            outbox.c.seq
-        )
+        stmt = select(outbox.c.type, outbox.c.payload, outbox.c.aggregate_id).order_by(outbox.c.seq)
         if aggregate_id is not None:
             stmt = stmt.where(outbox.c.aggregate_id == aggregate_id)
         async with self.app.state.engine.connect() as conn:
@@ -141,4 +139,3 @@ async def post(post_database: str, tokens: TokenFactory) -> AsyncIterator[PostHa
         ) as client,
     ):
         yield PostHarness(app, client, tokens)
-

@@ -14,9 +14,7 @@ async def test_create_post_returns_the_post_with_parsed_tags_and_mentions(
 ) -> None:
     alice = await post.registered("alice", "Alice A.")
     bob = await post.registered("bob", "Bob B.")
-    body = await post.post(
-        alice, "  Hello @Bob and @nobody_here! #Python #python #asyncio x#no  "
-    )
+    body = await post.post(alice, "  Hello @Bob and @nobody_here! #Python #python #asyncio x#no  ")
 
     assert body["content"] == "Hello @Bob and @nobody_here! #Python #python #asyncio x#no"
     assert body["author"] == {"id": alice.id, "username": "alice", "display_name": "Alice A."}
@@ -207,7 +205,9 @@ async def test_author_deletes_post(post: PostHarness) -> None:
     r = await post.client.delete(f"/api/v1/posts/{created['id']}", headers=alice.auth)
     assert r.status_code == 204
     assert (await post.client.get(f"/api/v1/posts/{created['id']}")).status_code == 404
-    assert (await post.client.delete(f"/api/v1/posts/{created['id']}", headers=alice.auth)).status_code == 404
+    assert (
+        await post.client.delete(f"/api/v1/posts/{created['id']}", headers=alice.auth)
+    ).status_code == 404
     events = await post.outbox(created["id"])
     assert events[-1].type == "post.deleted"
     assert events[-1].data == {"post_id": created["id"], "author_id": alice.id}
@@ -246,7 +246,10 @@ async def test_concurrent_retries_with_one_key_create_one_post(post: PostHarness
     await post.post(alice, "warm up the replica row")
     headers = {**alice.auth, "Idempotency-Key": "race"}
     responses = await asyncio.gather(
-        *(post.client.post("/api/v1/posts", json={"content": "r"}, headers=headers) for _ in range(5))
+        *(
+            post.client.post("/api/v1/posts", json={"content": "r"}, headers=headers)
+            for _ in range(5)
+        )
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
