@@ -11,7 +11,7 @@ import httpx
 import jwt
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.errors import ServiceUnavailable, Unauthorized
@@ -241,7 +241,10 @@ class TokenVerifier:
             raise Unauthorized("Invalid token") from None
 
 
-_bearer = HTTPBearer(auto_error=False)
+# OAuth2 password flow in the OpenAPI document, so the /docs "Authorize" button can log in
+# through auth_service's token endpoint; on the wire it is a plain bearer token.
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a path, not a secret)
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def _verifier(request: Request) -> TokenVerifier:
@@ -259,24 +262,24 @@ async def _verify(request: Request, token: str) -> AccessClaims:
 
 async def current_user(
     request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> AccessClaims:
     """The authenticated user; 401 with ``WWW-Authenticate: Bearer`` otherwise."""
-    if creds is None:
+    if not token:
         raise Unauthorized("Not authenticated")
-    return await _verify(request, creds.credentials)
+    return await _verify(request, token)
 
 
 async def optional_user(
     request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> AccessClaims | None:
     """The user when a token is sent, ``None`` for anonymous requests, 401 for a bad token."""
-    if creds is None:
+    if not token:
         if "authorization" in request.headers:
             raise Unauthorized("Unsupported authorization scheme")
         return None
-    return await _verify(request, creds.credentials)
+    return await _verify(request, token)
 
 
 CurrentUser = Annotated[AccessClaims, Depends(current_user)]

@@ -160,6 +160,13 @@ async def test_rejects_alg_that_does_not_match_the_key() -> None:
     await assert_rejected(verifier, ed_factory.mint("user-1", "alice"))
 
 
+async def test_algorithm_outside_the_allow_list_is_rejected(factory: TokenFactory) -> None:
+    rs256_only = TokenVerifier(
+        StaticKeySource(factory.jwks), issuer=ISSUER, audience=AUDIENCE, algorithms=["RS256"]
+    )
+    await assert_rejected(rs256_only, factory.mint("user-1", "alice"))
+
+
 def test_verifier_refuses_unsafe_algorithm_lists(factory: TokenFactory) -> None:
     for algorithms in (["HS256"], ["none"], ["EdDSA", "HS256"]):
         with pytest.raises(ValueError):
@@ -387,3 +394,12 @@ async def test_optional_user_dependency(api: httpx.AsyncClient, factory: TokenFa
     assert forged.headers["www-authenticate"].startswith("Bearer")
     basic = await api.get("/maybe", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
     assert basic.status_code == 401
+    empty = await api.get("/maybe", headers={"Authorization": "Bearer "})
+    assert empty.status_code == 401
+
+
+async def test_openapi_offers_the_password_flow(api: httpx.AsyncClient) -> None:
+    schemes = (await api.get("/openapi.json")).json()["components"]["securitySchemes"]
+    (scheme,) = schemes.values()
+    assert scheme["type"] == "oauth2"
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
