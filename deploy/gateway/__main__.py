@@ -15,7 +15,7 @@ from deploy.gateway.render import (
     default_upstreams,
     render_nginx_conf,
 )
-from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, ServiceName
+from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, ServiceName, ingress_routes
 
 
 class Daemon(StrEnum):
@@ -82,6 +82,14 @@ def render(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+@app.command("export-ingress")
+def export_ingress(
+    out: Annotated[Path, typer.Option(help="Usually deploy/helm/murmur/files/routes.json.")],
+) -> None:
+    """Write the table in the form the Helm chart's Ingress template reads."""
+    out.write_text(json.dumps(ingress_routes(), indent=2) + "\n")
 
 
 @app.command()

@@ -68,3 +68,22 @@ def route_for(path: str) -> Route | None:
     if len(hits) > 1:
         raise AssertionError(f"routes overlap on {path}: {[r.name for r in hits]}")
     return hits[0] if hits else None
+
+
+def ingress_routes() -> dict[str, list[dict[str, object]]]:
+    """The table as the chart reads it (deploy/helm/murmur/files/routes.json).
+
+    ingress-nginx writes each regex path as `location ~* "^<path>"`, so the leading anchor is
+    dropped here; Kubernetes also requires paths to start with "/".
+    """
+    return {
+        "routes": [
+            {
+                "name": r.name,
+                "path": r.pattern.removeprefix("^"),
+                "service": r.service,
+                "streaming": r.streaming,
+            }
+            for r in ROUTES
+        ]
+    }
