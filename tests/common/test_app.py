@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 import redis.asyncio as redis
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr, ValidationError
 
 from common.app import create_app
+from common.errors import dependency_errors
 from common.health import http_check, redis_check
 from common.settings import ServiceSettings
 from tests.support.server import free_port
@@ -162,3 +165,41 @@ def test_ops_endpoints_are_not_in_the_public_openapi(redis_url: str) -> None:
     paths = build(redis_url).openapi()["paths"]
     assert "/items/{item_id}" in paths
     assert not {"/healthz", "/readyz", "/metrics"} & set(paths)
+
+
+async def test_health_checks_raise_when_nothing_listens() -> None:
+    import neo4j
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from common.health import amqp_check, neo4j_check, postgres_check
+
+    port = free_port()
+    engine = create_async_engine(
+        f"postgresql+asyncpg://murmur@127.0.0.1:{port}/murmur", connect_args={"timeout": 2}
+    )
+    driver = neo4j.AsyncGraphDatabase.driver(f"bolt://127.0.0.1:{port}", connection_timeout=2)
+    checks = {
+        "postgres": postgres_check(engine),
+        "amqp": amqp_check(f"amqp://guest:guest@127.0.0.1:{port}/", timeout_s=2),
+        "neo4j": neo4j_check(driver),
+    }
+    try:
+        for name, check in checks.items():
+            with pytest.raises(Exception) as info:
+                await asyncio.wait_for(check(), 10)
+            assert isinstance(info.value, dependency_errors()), (name, info.value)
+    finally:
+        await engine.dispose()
+        await driver.close()
+
+
+def test_production_settings_refuse_development_credentials() -> None:
+    with pytest.raises(ValidationError, match="guest"):
+        ServiceSettings(environment="production")
+    safe = ServiceSettings(
+        environment="production", amqp_url=SecretStr("amqps://murmur:s3cr3t-long@mq:5671/")
+    )
+    assert "s3cr3t" not in repr(safe)
+    with pytest.raises(ValidationError):
+        ServiceSettings(log_level="LOUD")
+    assert ServiceSettings(log_level="debug").log_level == "DEBUG"
