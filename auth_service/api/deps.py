@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
 
 from auth_service.service.auth import AuthService
 from auth_service.service.limits import AuthLimits
 from auth_service.service.users import UserService
 from common.db import SessionDep
-from common.errors import Unauthorized
-from common.security import AccessClaims, TokenVerifier
+from common.security import CurrentUser
 
 __all__ = [
     "AuthServiceDep",
@@ -21,19 +19,6 @@ __all__ = [
     "LimitsDep",
     "UserServiceDep",
 ]
-
-# The password flow in OpenAPI is what makes the /docs "Authorize" button log in; the token
-# is then verified exactly as every other service does (common.security.TokenVerifier).
-_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-
-
-async def current_user(
-    request: Request, token: Annotated[str | None, Depends(_oauth2)]
-) -> AccessClaims:
-    if not token:
-        raise Unauthorized("Not authenticated")
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(token)
 
 
 def auth_service(request: Request, session: SessionDep) -> AuthService:
@@ -57,7 +42,6 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-CurrentUser = Annotated[AccessClaims, Depends(current_user)]
 AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
 UserServiceDep = Annotated[UserService, Depends(user_service)]
 LimitsDep = Annotated[AuthLimits, Depends(limits)]
