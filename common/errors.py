@@ -278,10 +278,10 @@ async def _http_exception_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResponse:
+    # The type only: messages of database errors embed SQL parameters (emails, hashes).
     log.warning(
         "dependency_unavailable",
         error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        error=str(exc)[:300],
         path=request.url.path,
     )
     return problem_response(

@@ -7,7 +7,6 @@ import re
 import sys
 import uuid
 from contextvars import ContextVar
-from typing import Any
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -88,7 +87,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def get_logger(name: str | None = None) -> Any:
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     """A structlog logger; ``log.info("event_name", key=value)``."""
     return structlog.stdlib.get_logger(name)
 
