@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
+    "Problem",
     "ProblemError",
     "ServiceUnavailable",
     "TooManyRequests",
@@ -31,6 +33,7 @@ __all__ = [
     "dependency_errors",
     "install_problem_handlers",
     "problem_response",
+    "problem_responses",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -65,6 +68,32 @@ def problem_response(
         body["detail"] = detail
     body.update(extra)
     return ProblemJSONResponse(body, status_code=status, headers=headers)
+
+
+class Problem(BaseModel):
+    """The body of every error response (for OpenAPI documents and client tests)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting the problem+json errors an endpoint can answer."""
+    return {
+        status: {
+            "description": _title(status),
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 class ProblemError(Exception):

@@ -19,6 +19,7 @@ from common.errors import (
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
+    problem_responses,
 )
 from common.settings import ServiceSettings
 from tests.support.server import free_port, serve
@@ -279,3 +280,17 @@ async def test_access_log_is_json_without_query_string(
     assert entry["timestamp"].endswith("Z")
     assert isinstance(entry["duration_ms"], float | int)
     assert "very-secret-token" not in json.dumps(lines)
+
+
+def test_problem_responses_document_problem_json() -> None:
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}", responses=problem_responses(404, 409))
+    async def get_thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    app = create_app(name="docs-test", settings=ServiceSettings(), routers=[router])
+    responses = app.openapi()["paths"]["/things/{thing_id}"]["get"]["responses"]
+    for status in ("404", "409"):
+        schema = responses[status]["content"]["application/problem+json"]["schema"]
+        assert {"type", "title", "status", "detail", "errors"} <= set(schema["properties"])
