@@ -76,8 +76,10 @@ class IdempotencyRepository:
         )
         await self.session.execute(stmt)
 
-    async def purge_older_than(self, cutoff: datetime) -> int:
-        result = await self.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+    async def purge_expired(self, user_id: str, cutoff: datetime) -> None:
+        """Drop the user's keys older than ``cutoff`` (done on each save: no sweeper needed)."""
+        await self.session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id, IdempotencyKey.created_at < cutoff
+            )
         )
-        return int(getattr(result, "rowcount", 0) or 0)

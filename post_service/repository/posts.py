@@ -134,8 +134,11 @@ class PostRepository:
             .values(like_count=Post.like_count + likes, comment_count=Post.comment_count + comments)
         )
 
-    async def ids_by_author(self, author_id: str) -> list[str]:
-        rows = await self.session.scalars(select(Post.id).where(Post.author_id == author_id))
+    async def delete_by_author(self, author_id: str) -> list[str]:
+        """Delete every post of the author (likes, comments, tags go by cascade); their ids."""
+        rows = await self.session.scalars(
+            delete(Post).where(Post.author_id == author_id).returning(Post.id)
+        )
         return list(rows)
 
     async def delete_mentions_of(self, user_id: str) -> None:

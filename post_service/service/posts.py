@@ -122,6 +122,7 @@ class PostService:
         self, user_id: str, scope: str, key: str | None, body: dict[str, Any], resource_id: str
     ) -> None:
         if key is not None:
+            await self.idempotency.purge_expired(user_id, utcnow() - IDEMPOTENCY_WINDOW)
             await self.idempotency.save(
                 user_id=user_id,
                 scope=scope,

@@ -54,8 +54,7 @@ class UserReplicaService:
             )
         await self.likes.delete_by_user(user_id)
         await self.comments.delete_by_user(user_id)
-        for post_id in await self.posts.ids_by_author(user_id):
-            await self.posts.delete(post_id)
+        for post_id in await self.posts.delete_by_author(user_id):
             await emit(self.session, PostDeleted(post_id=post_id, author_id=user_id))
         await self.posts.delete_mentions_of(user_id)
         await self.authors.mark_deleted(user_id, occurred_at)

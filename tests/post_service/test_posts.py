@@ -254,3 +254,28 @@ async def test_concurrent_retries_with_one_key_create_one_post(post: PostHarness
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     assert await post.scalar("select count(*) from posts where content = 'r'") == 1
+
+
+async def test_expired_idempotency_key_creates_a_new_post(post: PostHarness) -> None:
+    alice = post.user("alice")
+    headers = {**alice.auth, "Idempotency-Key": "old"}
+    first = await post.client.post("/api/v1/posts", json={"content": "a"}, headers=headers)
+    async with post.app.state.engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(
+            text("update idempotency_keys set created_at = now() - interval '25 hours'")
+        )
+    second = await post.client.post("/api/v1/posts", json={"content": "a"}, headers=headers)
+    assert second.status_code == 201
+    assert second.json()["id"] != first.json()["id"]
+    assert await post.scalar("select count(*) from idempotency_keys") == 1
+
+
+async def test_oversized_body_is_413(post: PostHarness) -> None:
+    alice = post.user("alice")
+    r = await post.client.post(
+        "/api/v1/posts", json={"content": "x" * (1024 * 1024 + 10)}, headers=alice.auth
+    )
+    assert r.status_code == 413
+    assert await post.outbox_types() == []
