@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from common.errors import Unprocessable
+from common.errors import Unprocessable, problem_responses
 from common.pagination import Page, PageDep
 from common.security import CurrentUser, OptionalUser
-from post_service.api.deps import IdempotencyKey, PostServiceDep, problem_responses
+from post_service.api.deps import IdempotencyKey, PostServiceDep
 from post_service.schemas import Comment, CommentCreate, Post, PostCreate, PostUpdate, UserSummary
 
 __all__ = ["router"]
