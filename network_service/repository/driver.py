@@ -25,6 +25,8 @@ def create_driver(settings: NetworkSettings) -> AsyncDriver:
         max_transaction_retry_time=settings.neo4j_max_retry_time_s,
         connection_timeout=settings.neo4j_connection_timeout_s,
         connection_acquisition_timeout=settings.neo4j_connection_timeout_s * 2,
+        # Informational notices ("constraint already exists") would flood the logs.
+        notifications_min_severity="WARNING",
     )
 
 

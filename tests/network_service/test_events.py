@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from aio_pika.abc import AbstractQueue
 from neo4j import AsyncDriver
@@ -105,6 +107,9 @@ async def test_user_updated_renames_everywhere_and_older_events_lose(
     old_registered = make_envelope(
         UserRegistered(user_id="carol", username="carol", display_name="Carol", email="c@x.io"),
         producer="auth",
+    )
+    old_registered = old_registered.model_copy(
+        update={"occurred_at": old_registered.occurred_at - timedelta(seconds=1)}
     )
     updated = UserUpdated(user_id="carol", username="carol", display_name="Carol Renamed")
     await deliver(auth_publisher, updated)
@@ -218,7 +223,10 @@ async def test_a_rolled_back_follow_is_never_announced(
         raise RuntimeError("crash after the outbox write, before commit")
 
     monkeypatch.setattr(outbox, "add_event", add_then_fail)
-    response = await network.client.put("/api/v1/me/following/bob", headers=network.auth("alice"))
+    # Like a real server: the client gets the 500 instead of the exception.
+    transport = httpx.ASGITransport(app=network.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://network.test") as client:
+        response = await client.put("/api/v1/me/following/bob", headers=network.auth("alice"))
     assert response.status_code == 500
     assert "crash" not in response.text
     monkeypatch.setattr(outbox, "add_event", real_add_event)
