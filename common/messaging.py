@@ -231,8 +231,16 @@ class Publisher:
     (a dependency-down error); one no queue is bound for raises :class:`UnroutableError`.
     """
 
-    def __init__(self, amqp_url: str, *, producer: str, publish_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        producer: str,
+        publish_timeout: float = 10.0,
+        reconnect_interval: float = 2.0,
+    ) -> None:
         self._url = amqp_url
+        self._reconnect_interval = reconnect_interval
         self.producer = producer
         self._timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
@@ -243,7 +251,9 @@ class Publisher:
         async with self._lock:
             if self._exchange is not None:
                 return
-            connection = await aio_pika.connect_robust(self._url, timeout=self._timeout)
+            connection = await aio_pika.connect_robust(
+                self._url, timeout=self._timeout, reconnect_interval=self._reconnect_interval
+            )
             try:
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 self._exchange = await channel.declare_exchange(
@@ -318,6 +328,7 @@ class Consumer:
         delivery_limit: int = 10,
         retry_delays_ms: Sequence[int] = DEFAULT_RETRY_DELAYS_MS,
         stop_timeout: float = 30.0,
+        reconnect_interval: float = 2.0,
     ) -> None:
         if not retry_delays_ms:
             raise ValueError("retry_delays_ms must not be empty")
@@ -328,6 +339,7 @@ class Consumer:
         self._delivery_limit = delivery_limit
         self._retry_delays = list(retry_delays_ms)
         self._stop_timeout = stop_timeout
+        self._reconnect_interval = reconnect_interval
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -342,7 +354,9 @@ class Consumer:
 
     async def start(self) -> None:
         """Connect, declare the topology for ``handlers.keys()`` and start consuming."""
-        connection = await aio_pika.connect_robust(self._url)
+        connection = await aio_pika.connect_robust(
+            self._url, reconnect_interval=self._reconnect_interval
+        )
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             await channel.set_qos(prefetch_count=self._prefetch)

@@ -32,7 +32,6 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    distinct,
     func,
     select,
     text,
@@ -284,7 +283,9 @@ class OutboxRelay:
         if not aggregates:
             return set()
         result = await conn.execute(
-            select(distinct(_OUTBOX.c.aggregate_id)).where(
+            select(_OUTBOX.c.aggregate_id)
+            .distinct()
+            .where(
                 _OUTBOX.c.published_at.is_(None),
                 _OUTBOX.c.aggregate_id.in_(aggregates),
                 _OUTBOX.c.seq < max(r.seq for r in rows),
