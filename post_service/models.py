@@ -89,7 +89,10 @@ class Post(Base):
     like_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     comment_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     search_vector: Mapped[str] = mapped_column(
-        TSVECTOR, Computed(f"to_tsvector('{TS_CONFIG}', content)", persisted=True)
+        TSVECTOR,
+        Computed(f"to_tsvector('{TS_CONFIG}', content)", persisted=True),
+        # Only queries use it; never load it into Python.
+        deferred=True,
     )
 
     __table_args__ = (

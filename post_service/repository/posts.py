@@ -100,8 +100,6 @@ class PostRepository:
         await self.session.execute(delete(PostHashtag).where(PostHashtag.post_id == post.id))
         await self.session.execute(delete(PostMention).where(PostMention.post_id == post.id))
         await self._write_tags_and_mentions(post.id, post.created_at, hashtags, mention_ids)
-        # The generated search column changed in the database; drop the stale in-memory copy.
-        await self.session.refresh(post)
 
     async def _write_tags_and_mentions(
         self,
