@@ -35,7 +35,7 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
                 app.state.notifications = runtime.notifications
                 app.state.readiness["redis"] = redis_check(runtime.redis)
                 if settings.run_workers:
-                    await stack.enter_async_context(run_workers(runtime))
+                    app.state.consumer = await stack.enter_async_context(run_workers(runtime))
                 yield
         finally:
             if jwks is not None:

@@ -145,6 +145,10 @@ class FanoutWorker:
         self.deliveries = 0
         self._connection: AbstractRobustConnection | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._connection is not None
+
     async def start(self) -> None:
         connection = await aio_pika.connect_robust(self._url)
         try:

@@ -28,23 +28,6 @@ Cursor = tuple[int, str]
 
 _log = get_logger("feed_service.feeds")
 
-# KEYS: zset, marker. ARGV: cap, require_marker, then score/member pairs.
-# Adds entries, trims to the cap (oldest first) and gives the zset the marker's TTL, so a feed
-# and its marker expire together. With require_marker=1 a missing marker (inactive user, feed
-# not built) skips the write: the feed will be rebuilt on its next read.
-_ADD_LUA = """
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-for i = 3, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-local cap = tonumber(ARGV[1])
-local size = redis.call('ZCARD', KEYS[1])
-if size > cap then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - cap - 1) end
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-"""
-
 _CHUNK = 1000
 
 
@@ -69,7 +52,6 @@ class FeedManager:
         self.settings = settings
         self.posts = posts
         self.network = network
-        self._add = redis.register_script(_ADD_LUA)
 
     def _pipeline(self) -> Any:
         # Non-transactional everywhere: on a cluster the pipeline is split per node, and every
@@ -84,21 +66,38 @@ class FeedManager:
         *,
         require_marker: bool = True,
     ) -> int:
-        """Add ``entries`` to each user's feed in pipelines; returns how many feeds took them."""
+        """Add ``entries`` to each user's built feed, pipelined; returns how many took them.
+
+        Two pipelined rounds rather than a script, because a cluster pipeline cannot carry
+        scripts: the markers' TTLs first (a missing marker = inactive or unbuilt feed, skipped;
+        it is rebuilt on its next read), then ZADD, trim to the cap and the marker's TTL on
+        the feed, so a feed expires together with its marker.
+        """
         if not entries or not user_ids:
             return 0
-        args: list[Any] = [self.settings.feed_cap, "1" if require_marker else "0"]
-        for member, score in entries:
-            args += [score, member]
+        mapping = {member: score for member, score in entries}
         written = 0
         for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
+            ttls: list[int] = [-1] * len(chunk)
+            if require_marker:
+                pipe = self._pipeline()
+                for user_id in chunk:
+                    pipe.pttl(keys.feed_meta(user_id))
+                ttls = [int(t) for t in await pipe.execute()]
             pipe = self._pipeline()
-            for user_id in chunk:
-                await self._add(
-                    keys=[keys.feed(user_id), keys.feed_meta(user_id)], args=args, client=pipe
-                )
-            written += sum(int(r) for r in await pipe.execute())
+            for user_id, ttl in zip(chunk, ttls, strict=True):
+                if ttl == -2:
+                    continue
+                self._write(pipe, keys.feed(user_id), mapping, ttl)
+                written += 1
+            await pipe.execute()
         return written
+
+    def _write(self, pipe: Any, key: str, mapping: dict[str, int], ttl_ms: int) -> None:
+        pipe.zadd(key, mapping)
+        pipe.zremrangebyrank(key, 0, -(self.settings.feed_cap + 1))
+        if ttl_ms > 0:
+            pipe.pexpire(key, ttl_ms)
 
     async def remove(self, user_ids: Sequence[str], members: Sequence[str]) -> None:
         """Remove ``members`` from each user's feed (idempotent)."""
@@ -126,10 +125,9 @@ class FeedManager:
 
     # ------------------------------------------------------------ author index
     async def record_post(self, author_id: str, member: str, score: int) -> None:
-        await self._add(
-            keys=[keys.author_posts(author_id), keys.author_posts_meta(author_id)],
-            args=[self.settings.feed_cap, "0", score, member],
-        )
+        pipe = self._pipeline()
+        self._write(pipe, keys.author_posts(author_id), {member: score}, -1)
+        await pipe.execute()
 
     async def forget_post(self, author_id: str, member: str) -> None:
         await self.redis.zrem(keys.author_posts(author_id), member)
@@ -142,14 +140,11 @@ class FeedManager:
         entries = await self.without_tombstones(
             [(keys.entry(pid, aid), ms) for pid, aid, ms in recent]
         )
+        pipe = self._pipeline()
         if entries:
-            args: list[Any] = [self.settings.feed_cap, "0"]
-            for member, score in entries:
-                args += [score, member]
-            await self._add(
-                keys=[keys.author_posts(author_id), keys.author_posts_meta(author_id)], args=args
-            )
-        await self.redis.set(keys.author_posts_meta(author_id), "1")
+            self._write(pipe, keys.author_posts(author_id), dict(entries), -1)
+        pipe.set(keys.author_posts_meta(author_id), "1")
+        await pipe.execute()
 
     async def author_entries(self, author_id: str, limit: int) -> list[Entry]:
         key = keys.author_posts(author_id)
