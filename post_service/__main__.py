@@ -25,8 +25,6 @@ def serve(host: str = "127.0.0.1", port: int = 8002) -> None:
 @cli.command()
 def worker() -> None:
     """Consumer and outbox relay only, no HTTP."""
-    from fastapi import FastAPI
-
     from common.db import create_engine, session_factory
     from common.logging import configure_logging
     from post_service.app import run_workers
@@ -35,15 +33,13 @@ def worker() -> None:
     configure_logging("post_service", settings.log_level)
 
     async def main() -> None:
-        app = FastAPI()
         engine = create_engine(settings.database_url.get_secret_value())
-        app.state.engine, app.state.sessionmaker = engine, session_factory(engine)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with run_workers(app, settings):
+            async with run_workers(settings, engine, session_factory(engine)):
                 await stop.wait()
         finally:
             await engine.dispose()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common.app import create_app as create_service_app
 from common.db import create_engine, session_factory
@@ -19,27 +21,36 @@ from post_service.events.handlers import CONSUMER, make_handlers
 from post_service.events.outbox import PRODUCER
 from post_service.settings import PostSettings
 
-__all__ = ["create_app"]
+__all__ = ["Workers", "create_app", "run_workers"]
+
+
+@dataclass(frozen=True)
+class Workers:
+    relay: OutboxRelay
+    consumer: Consumer
 
 
 @contextlib.asynccontextmanager
-async def run_workers(app: FastAPI, settings: PostSettings) -> AsyncIterator[None]:
+async def run_workers(
+    settings: PostSettings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Workers]:
     """The user.* consumer and the outbox relay, for as long as the context is open."""
     amqp_url = settings.amqp_url.get_secret_value()
     publisher = Publisher(amqp_url, producer=PRODUCER)
     relay = OutboxRelay(
-        app.state.engine,
+        engine,
         publisher,
         dsn=settings.database_url.get_secret_value(),
         poll_interval=settings.relay_poll_interval_s,
     )
-    consumer = Consumer(amqp_url, service=CONSUMER, handlers=make_handlers(app.state.sessionmaker))
-    app.state.relay, app.state.consumer = relay, consumer
+    consumer = Consumer(amqp_url, service=CONSUMER, handlers=make_handlers(sessionmaker))
     # run_forever retries while RabbitMQ is down, so the API starts regardless.
     consumer_task = asyncio.create_task(consumer.run_forever(), name="post-consumer")
     await relay.start()
     try:
-        yield
+        yield Workers(relay, consumer)
     finally:
         await relay.stop()
         consumer_task.cancel()
@@ -66,7 +77,9 @@ def create_app(settings: PostSettings | None = None) -> FastAPI:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.run_workers:
-                    await stack.enter_async_context(run_workers(app, settings))
+                    app.state.workers = await stack.enter_async_context(
+                        run_workers(settings, engine, app.state.sessionmaker)
+                    )
                 yield
         finally:
             if jwks is not None:
