@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,12 @@ import jsonschema
 import pytest
 import yaml
 
-from deploy.gateway.render import COMPOSE_CONFIG, render_nginx_conf
+from deploy.gateway.render import (
+    COMPOSE_CONFIG,
+    default_upstreams,
+    nginx_command,
+    render_nginx_conf,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
@@ -178,3 +185,18 @@ def test_gateway_config_is_the_rendered_table(compose: dict[str, Any]) -> None:
 def test_no_env_leaks_into_the_test() -> None:
     # The assertions above resolve defaults; a developer's exported passwords must not mask them.
     assert _interpolate("${NOPE_NOT_SET_X:-d}", dict(os.environ)) == "d"
+
+
+def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
+    # Same options as the committed file; upstream names resolve only inside compose, so they
+    # are swapped for loopback addresses here.
+    config = dataclasses.replace(
+        COMPOSE_CONFIG, upstreams=default_upstreams(), runtime_dir=str(tmp_path)
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx_conf(config))
+    # The image's command adds `-g 'daemon off;'`, which clashes with a daemon line in the file.
+    result = subprocess.run(
+        [*nginx_command(conf, tmp_path), "-g", "daemon off;", "-t"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
