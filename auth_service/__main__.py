@@ -30,6 +30,7 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         access_log=False,
+        log_config=None,  # keep common's JSON logging
     )
 
 

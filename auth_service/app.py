@@ -56,8 +56,6 @@ def _quiet_frame_loggers() -> None:
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
-    # Built now, not in the lifespan: a production deployment without a key fails to start.
-    keys = KeyRing.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,12 +73,11 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             # The stubs (types-redis) predate aclose(); redis-py 5+ has it.
             stack.push_async_callback(redis_client.aclose)  # type: ignore[attr-defined]
 
-            app.state.keys = keys
             app.state.hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
             if getattr(app.state, "token_verifier", None) is None:
                 # auth verifies its own tokens the way every other service does, minus the fetch.
                 app.state.token_verifier = TokenVerifier(
-                    StaticKeySource(keys.jwks()),
+                    StaticKeySource(app.state.keys.jwks()),
                     issuer=settings.jwt_issuer,
                     audience=settings.jwt_audience,
                 )
@@ -99,6 +96,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         description="Identity: accounts, credentials, access and refresh tokens.",
     )
     _quiet_frame_loggers()
+    # Built now, not in the lifespan: a production deployment without a key fails to start.
+    app.state.keys = KeyRing.from_settings(settings)
     return app
 
 

@@ -17,7 +17,7 @@ def serve(host: str = "127.0.0.1", port: int = 8005) -> None:
     """Health and metrics endpoints plus (unless EMAIL_RUN_WORKERS=false) the consumer."""
     from email_service.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, access_log=False)
+    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
 
 
 @cli.command()

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from common.app import create_app as create_service_app
-from common.health import redis_check
+from common.health import amqp_check, redis_check
 from common.messaging import Consumer
 from email_service.events.handlers import build_handlers
 from email_service.repository.store import MailStore
@@ -96,6 +96,8 @@ def create_app(settings: EmailSettings | None = None) -> FastAPI:
             app.state.mailer = mailer
             app.state.readiness["redis"] = redis_check(client)
             if settings.run_workers:
+                # Consuming is this service's whole job: not ready without the broker.
+                app.state.readiness["rabbitmq"] = amqp_check(settings.amqp_url.get_secret_value())
                 app.state.consumer = await stack.enter_async_context(
                     _running_consumer(settings, mailer)
                 )
