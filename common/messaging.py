@@ -280,9 +280,13 @@ class Publisher:
         assert self._exchange is not None
         message = _message_from_envelope(envelope)
         try:
-            await self._exchange.publish(
-                message, routing_key=envelope.type, mandatory=True, timeout=self._timeout
-            )
+            # The outer timeout also bounds waiting for a reconnecting robust channel.
+            async with asyncio.timeout(self._timeout):
+                await self._exchange.publish(
+                    message, routing_key=envelope.type, mandatory=True, timeout=self._timeout
+                )
+        except TimeoutError as exc:
+            raise ConnectionError(f"AMQP publish of {envelope.type} timed out") from exc
         except aiormq.exceptions.PublishError as exc:
             raise UnroutableError(
                 f"event {envelope.type} {envelope.id} is unroutable (no queue bound)"

@@ -239,27 +239,32 @@ class OutboxRelay:
             if not rows:
                 return 0
             held_back = await self._aggregates_locked_elsewhere(conn, rows)
-            done: list[str] = []
+            batch: list[tuple[str, EventEnvelope | None]] = []
             for row in rows:
                 if row.aggregate_id is not None and row.aggregate_id in held_back:
                     continue
                 try:
-                    envelope = EventEnvelope.model_validate(row.payload)
+                    batch.append((row.id, EventEnvelope.model_validate(row.payload)))
                 except ValidationError as exc:
                     # Cannot happen for rows written by add_event; never let one block the rest.
                     _log.error("outbox_row_invalid", event_id=row.id, error=str(exc)[:500])
-                    done.append(row.id)
-                    continue
-                try:
-                    await self._publisher.publish(envelope)
-                except UnroutableError:
-                    # No service consumes this type (e.g. user.email_verified): nothing to
-                    # deliver. Consumers declare their queues at start-up, before traffic.
-                    _log.warning("outbox_event_unroutable", event_id=row.id, type=envelope.type)
-                except Exception as exc:
-                    failure = exc
+                    batch.append((row.id, None))
+            # Pipelined: publishes start in seq order and one channel keeps that order, while
+            # the confirms are awaited together.
+            results = await asyncio.gather(
+                *(self._publish(envelope) for _, envelope in batch), return_exceptions=True
+            )
+            done: list[str] = []
+            for (event_id, _), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result
+                    # Rows after the first failure are sent again after it, even if confirmed
+                    # now, so each aggregate still ends on its latest event (consumers
+                    # tolerate the duplicates).
+                    failure = result
                     break
-                done.append(row.id)
+                done.append(event_id)
             if done:
                 await conn.execute(
                     update(_OUTBOX).where(_OUTBOX.c.id.in_(done)).values(published_at=func.now())
@@ -267,6 +272,16 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(done)
+
+    async def _publish(self, envelope: EventEnvelope | None) -> None:
+        if envelope is None:
+            return
+        try:
+            await self._publisher.publish(envelope)
+        except UnroutableError:
+            # No service consumes this type (e.g. user.email_verified): nothing to deliver.
+            # Consumers declare their queues at start-up, before any traffic.
+            _log.warning("outbox_event_unroutable", event_id=envelope.id, type=envelope.type)
 
     async def purge_published(self) -> int:
         """Delete rows published more than the retention period ago; returns how many."""
