@@ -89,10 +89,7 @@ async def mails_to(api_url: str, address: str) -> list[EmailMessage]:
         )
         response.raise_for_status()
     return [
-        cast(
-            EmailMessage,
-            email.message_from_string(item["Raw"]["Data"], policy=email.policy.default),
-        )
+        email.message_from_string(item["Raw"]["Data"], policy=email.policy.default)
         for item in response.json()["items"]
     ]
 

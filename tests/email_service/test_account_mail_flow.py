@@ -78,7 +78,9 @@ async def test_register_then_verify_through_the_mailed_link(
             me = (await client.get("/api/v1/me", headers=bearer(tokens))).json()
             assert me["email_verified"] is True
         assert logs.seen("email.sent")  # the capture did see the services' logs...
-        assert not logs.seen(token), [line[:300] for line in logs.lines if token in line]  # ...and never the token
+        assert not logs.seen(token), [
+            line[:300] for line in logs.lines if token in line
+        ]  # ...and never the token
 
 
 async def test_password_reset_through_the_mailed_link(
