@@ -87,7 +87,9 @@ async def _graph_lifespan(app: FastAPI, settings: NetworkSettings) -> AsyncItera
     try:
         # Give a reachable database the chance to be ready before the first request.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(schema_task), timeout=30)
+            await asyncio.wait_for(
+                asyncio.shield(schema_task), timeout=settings.neo4j_startup_wait_s
+            )
         yield graph_db
     finally:
         schema_task.cancel()

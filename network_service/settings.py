@@ -22,6 +22,9 @@ class NetworkSettings(ServiceSettings):
     # driver's 30 s default while Neo4j is down, so it gives up early and the client gets 503.
     neo4j_max_retry_time_s: float = 3.0
     neo4j_connection_timeout_s: float = 3.0
+    # How long start-up waits for Neo4j to apply the schema before serving anyway (the schema
+    # is then applied in the background as soon as Neo4j answers).
+    neo4j_startup_wait_s: float = 30.0
     run_workers: bool = True
     # Neo4j Community has no LISTEN/NOTIFY: the relay polls, and is also woken in-process
     # right after a commit that wrote an outbox node.

@@ -17,6 +17,9 @@ SCHEMA_STATEMENTS: tuple[LiteralString, ...] = (
     # account that was deleted.
     "CREATE CONSTRAINT deleted_user_id IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
     "CREATE CONSTRAINT outbox_event_id IF NOT EXISTS FOR (e:OutboxEvent) REQUIRE e.id IS UNIQUE",
+    # Pages a user's followers by id without expanding and sorting all of them.
+    "CREATE INDEX follows_followee IF NOT EXISTS "
+    "FOR ()-[r:FOLLOWS]-() ON (r.followee_id, r.follower_id)",
     "CREATE INDEX outbox_created_at IF NOT EXISTS FOR (e:OutboxEvent) ON (e.created_at)",
     "CREATE INDEX outbox_aggregate IF NOT EXISTS FOR (e:OutboxEvent) ON (e.aggregate_id)",
 )
