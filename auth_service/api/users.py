@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from auth_service.api.deps import CurrentUser, UserServiceDep
 from auth_service.schemas import DeleteAccount, ProfileUpdate, UserPrivate, UserPublic
+from common.errors import Unprocessable
 from common.pagination import Page, PageDep, make_page
 
 __all__ = ["router"]
@@ -39,9 +40,11 @@ async def search_users(
 ) -> Page[UserPublic]:
     """Users whose username starts with ``q`` or whose display name has words starting so."""
     before = page.after.get("id") if page.after else None
-    rows = await users.search(
-        q, limit=page.limit + 1, before_id=before if isinstance(before, str) else None
-    )
+    if page.after is not None and not isinstance(before, str):
+        raise Unprocessable(
+            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
+        )
+    rows = await users.search(q, limit=page.limit + 1, before_id=before)
     items = [UserPublic.model_validate(row) for row in rows]
     return make_page(items, page.limit, lambda user: {"id": user.id})
 

@@ -77,6 +77,10 @@ async def test_search_by_username_prefix_and_display_name_words(client: httpx.As
     assert (
         await client.get("/api/v1/users", params={"q": tag, "cursor": "garbage!"})
     ).status_code == 422
+    foreign = "eyJ4IjoxfQ"  # valid base64 JSON, but not one of this endpoint's cursors
+    assert (
+        await client.get("/api/v1/users", params={"q": tag, "cursor": foreign})
+    ).status_code == 422
     assert (await client.get("/api/v1/users", params={"q": tag, "limit": 0})).status_code == 422
     assert (await client.get("/api/v1/users", params={"q": tag, "limit": 101})).status_code == 422
     assert (await client.get("/api/v1/users", params={"q": ""})).status_code == 422
