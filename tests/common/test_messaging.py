@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -12,11 +13,13 @@ import httpx
 import pytest
 import redis.asyncio as redis
 import sqlalchemy as sa
+import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, session_factory
 from common.events import EventEnvelope, PostCreated, PostLiked, UserDeleted, make_envelope
+from common.logging import correlation_id
 from common.messaging import (
     DLX,
     ERROR_HEADER,
@@ -400,3 +403,29 @@ async def test_claim_once(redis_url: str) -> None:
         assert await claim_once(client, key, 60) is True
     finally:
         await client.aclose()
+
+
+async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_cancel(
+    vhost_url: str, publisher: Publisher
+) -> None:
+    seen: list[tuple[str | None, Any, Any]] = []
+
+    async def handle(envelope: EventEnvelope) -> None:
+        bound = structlog.contextvars.get_contextvars()
+        seen.append((correlation_id.get(), bound.get("correlation_id"), bound.get("event_id")))
+
+    consumer = Consumer(vhost_url, service="svc", handlers={"user.deleted": handle})
+    task = asyncio.create_task(consumer.run_forever())
+    try:
+        await eventually(until(lambda: consumer.connection is not None))
+        first = make_envelope(UserDeleted(user_id="u1"), producer="auth", correlation_id="req-1")
+        second = make_envelope(UserDeleted(user_id="u2"), producer="auth", correlation_id="req-2")
+        await publisher.publish(first)
+        await publisher.publish(second)
+        await eventually(until(lambda: len(seen) == 2))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert sorted(seen) == [("req-1", "req-1", first.id), ("req-2", "req-2", second.id)]
+    assert consumer.connection is None

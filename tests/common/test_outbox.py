@@ -11,12 +11,14 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy as sa
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from fastapi import FastAPI, HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from common.db import create_engine, session_factory
+from common.db import SessionDep, create_engine, session_factory
 from common.events import EventEnvelope, PostUpdated, UserDeleted
 from common.messaging import Consumer, Publisher, declare_topology, queue_name
 from common.outbox import (
@@ -270,3 +272,29 @@ async def test_two_relays_do_not_double_publish_and_keep_per_aggregate_order(
         assert contents == sorted(contents)
     apps = {m.app_id for m in messages}
     assert apps == {"post"}
+
+
+async def test_session_dep_commits_the_event_with_the_response_and_rolls_back_on_error(
+    db: Database,
+) -> None:
+    app = FastAPI()
+    app.state.sessionmaker = db.sessions
+
+    @app.post("/users/{user_id}/delete", status_code=201)
+    async def delete_user(user_id: str, session: SessionDep) -> dict[str, str]:
+        envelope = await add_event(session, UserDeleted(user_id=user_id), producer="auth")
+        if user_id == "refused":
+            raise HTTPException(status_code=409, detail="no")
+        return {"event_id": envelope.id}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        ok = await client.post("/users/u1/delete")
+        assert ok.status_code == 201
+        async with db.engine.connect() as conn:
+            ids = (await conn.execute(sa.select(db.outbox.c.id))).scalars().all()
+        assert ids == [ok.json()["event_id"]]
+
+        refused = await client.post("/users/refused/delete")
+        assert refused.status_code == 409
+    assert await db.pending() == 1
