@@ -63,17 +63,26 @@ class Neo4jOutboxRelay:
         )
         if not claimed:
             return 0
+        envelopes = [EventEnvelope.model_validate_json(event.payload) for event in claimed]
         done: list[str] = []
         try:
-            for event in claimed:
-                envelope = EventEnvelope.model_validate_json(event.payload)
-                try:
-                    await self._publisher.publish(envelope)
-                except UnroutableError:
-                    # No queue is bound for this type: nobody can ever receive it, and holding
-                    # it back would stall every later event of its aggregate.
-                    log.warning("outbox_event_unroutable", event_id=envelope.id, type=envelope.type)
+            # Pipelined like common.outbox: publishes start in order on one channel (which keeps
+            # that order) and their confirms are awaited together.
+            results = await asyncio.gather(
+                *(self._publish(envelope) for envelope in envelopes), return_exceptions=True
+            )
+            failure: Exception | None = None
+            for event, result in zip(claimed, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result
+                    # Events after the first failure go again later, even if confirmed now,
+                    # so each aggregate still ends on its latest event (duplicates are fine).
+                    failure = result
+                    break
                 done.append(event.id)
+            if failure is not None:
+                raise failure
         finally:
             if done:
                 await self._graph.write(outbox.delete_events, relay_id=self.relay_id, ids=done)
@@ -83,6 +92,14 @@ class Neo4jOutboxRelay:
                 with contextlib.suppress(*dependency_errors()):
                     await self._graph.write(outbox.release_claims, relay_id=self.relay_id, ids=rest)
         return len(done)
+
+    async def _publish(self, envelope: EventEnvelope) -> None:
+        try:
+            await self._publisher.publish(envelope)
+        except UnroutableError:
+            # No queue is bound for this type: nobody can ever receive it, and holding it back
+            # would stall every later event of its aggregate.
+            log.warning("outbox_event_unroutable", event_id=envelope.id, type=envelope.type)
 
     async def run(self) -> None:
         """Relay until cancelled, backing off while Neo4j or RabbitMQ is unreachable."""
