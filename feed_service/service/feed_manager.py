@@ -233,7 +233,10 @@ class FeedManager:
         The marker is set first so fan-outs racing with the rebuild write into the new feed
         instead of skipping it; entries are then merged in (ZADD is idempotent).
         """
-        followees = await self.network.followees(user_id)
+        try:
+            followees = await self.network.followees(user_id)
+        except SourceNotFound:
+            followees = []  # not (or no longer) in the graph: a feed of one's own posts
         ttl = self.settings.idle_ttl_ms
         pipe = self._pipeline()
         pipe.delete(keys.feed(user_id), keys.following(user_id))

@@ -65,6 +65,7 @@ class Graph:
 
     follows: dict[str, set[str]] = field(default_factory=dict)  # follower -> followees
     known: set[str] = field(default_factory=set)
+    followee_calls: int = 0
 
     def followers(self, user_id: str) -> list[str]:
         return sorted(f for f, ees in self.follows.items() if user_id in ees)
@@ -89,6 +90,7 @@ def network_stub(graph: Graph) -> FastAPI:
     @app.get("/internal/v1/users/{user_id}/followees")
     async def followees(user_id: str) -> Any:
         known(user_id)
+        graph.followee_calls += 1
         return {"items": sorted(graph.follows.get(user_id, set()))}
 
     @app.get("/internal/v1/users/{user_id}/follower-count")
@@ -269,7 +271,9 @@ async def post_app_url(
 
 
 async def _consumer_ready(app: FastAPI) -> bool:
-    consumer = getattr(app.state, "consumer", None)
+    # post_service keeps its workers on app.state.workers (older versions: app.state.consumer)
+    workers = getattr(app.state, "workers", None)
+    consumer = getattr(workers, "consumer", None) or getattr(app.state, "consumer", None)
     return consumer is not None and consumer.connection is not None
 
 

@@ -102,9 +102,7 @@ async def test_deleted_post_leaves_every_feed_and_edit_shows_everywhere(h: FeedH
 
         await eventually(settled)
     # Gone from Redis too, not only hidden at read time.
-    assert not await h.redis.zscore(
-        f"feed:{{u:{bob.id}}}", f"{gone['id']}:{alice.id}"
-    )
+    assert not await h.redis.zscore(f"feed:{{u:{bob.id}}}", f"{gone['id']}:{alice.id}")
 
 
 async def test_deleted_account_posts_leave_every_feed(h: FeedHarness) -> None:
