@@ -1,0 +1,122 @@
+"""Smoke test of the benchmark's load generator and statistics (a few seconds, no services)."""
+
+from __future__ import annotations
+
+import math
+import random
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from bench.loadgen import Call, poisson_offsets, run_open_loop, sequential_latencies
+from bench.stats import percentile, summarize, sustainable_rate
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # unsorted on purpose
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 90) == 90.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 99.9) == 100.0  # never interpolated below the worst sample
+    assert percentile([7.0], 50) == 7.0
+    assert math.isnan(percentile([], 99))
+    with pytest.raises(ValueError):
+        percentile(values, 0)
+
+
+def test_summary_and_sustainable_rate() -> None:
+    fast = summarize("read", [0.010] * 99 + [0.050], 0, offered_rps=100, window_s=1.0)
+    assert fast.p50_ms == pytest.approx(10.0)
+    assert fast.p99_ms == pytest.approx(10.0)
+    assert fast.p999_ms == pytest.approx(50.0)
+    assert fast.achieved_rps == pytest.approx(100.0)
+    slow = summarize("read", [0.010] * 90 + [0.200] * 10, 0, offered_rps=200, window_s=1.0)
+    erring = summarize("read", [0.010] * 90, 10, offered_rps=150, window_s=1.0)
+    assert erring.error_rate == pytest.approx(0.1)
+    # 150/s fails on errors, so 200/s is not reached even though the search sees it later.
+    assert sustainable_rate([slow, fast, erring]) == 100
+    assert sustainable_rate([slow]) is None
+
+
+def test_poisson_offsets_are_exponential() -> None:
+    offsets = poisson_offsets(1000.0, 10.0, random.Random(7))
+    assert abs(len(offsets) - 10_000) < 400  # 4 standard deviations of a Poisson count
+    assert offsets == sorted(offsets) and 0 <= offsets[0] and offsets[-1] < 10.0
+    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    mean = statistics.fmean(gaps)
+    assert mean == pytest.approx(0.001, rel=0.05)
+    # Exponential gaps have a coefficient of variation of 1; a fixed-interval schedule has 0.
+    assert statistics.pstdev(gaps) / mean == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[str]:
+    """A uvicorn app in its own thread whose event loop blocks for 0.4 s on the 50th request."""
+    app = FastAPI()
+    seen = [0]
+
+    @app.get("/ping")
+    def ping() -> dict[str, int]:  # sync: runs in the threadpool
+        return {"n": 0}
+
+    @app.get("/work")
+    async def work() -> dict[str, int]:
+        seen[0] += 1
+        if seen[0] == 50:
+            time.sleep(0.4)  # noqa: ASYNC251 (the stall under test)
+        return {"n": seen[0]}
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+async def test_open_loop_sees_the_stall_a_closed_loop_hides(stalling_server: str) -> None:
+    async with httpx.AsyncClient(base_url=stalling_server, timeout=5.0) as client:
+        result = await run_open_loop(
+            client,
+            lambda rng: Call("work", "GET", "/work"),
+            rate=100.0,
+            duration_s=1.5,
+            seed=3,
+        )
+        summary = result.summary("work")
+        assert summary.errors == 0
+        assert 100 < summary.ok < 200  # about 150 arrivals
+        assert summary.offered_rps == 100.0
+        # Every request intended during the 0.4 s stall waited for it (about 40 of them), each
+        # measured from its intended send time; the worst waited about the whole stall.
+        slow = sorted(o.intended_s for o in result.outcomes if o.latency_s > 0.1)
+        assert len(slow) >= 15
+        assert slow[-1] - slow[0] >= 0.15
+        assert summary.max_ms > 300
+        # A closed loop of one client measures from the actual send: no stall, no slow sample
+        # beyond the first connection.
+        latencies, errors = await sequential_latencies(client, [Call("ping", "GET", "/ping")] * 20)
+        assert errors == 0 and len(latencies) == 20
+
+
+async def test_refuses_remote_targets() -> None:
+    async with httpx.AsyncClient(base_url="http://example.com") as client:
+        with pytest.raises(ValueError, match="only ever sent"):
+            await run_open_loop(client, lambda rng: Call("x", "GET", "/"), rate=1, duration_s=1)
