@@ -428,11 +428,14 @@ class Consumer:
         try:
             await self._process(message)
         except Exception as exc:
-            # Ack/publish failed (connection lost): the message stays unacked and the broker
-            # redelivers it, so there is nothing to do but note it.
+            # Settling failed (connection lost, retry/dead queue missing). Hand the message
+            # back so it is redelivered (counting towards the delivery limit) instead of
+            # holding a prefetch slot; on a dead channel the broker requeues it anyway.
             self._log.warning(
                 "message_settle_failed", message_id=message.message_id, error=_describe(exc)
             )
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
         finally:
             if task is not None:
                 self._inflight.discard(task)

@@ -53,6 +53,7 @@ __all__ = [
     "mark_processed",
     "outbox_table",
     "processed_events_table",
+    "purge_processed",
     "release_claim",
 ]
 
@@ -153,6 +154,18 @@ async def mark_processed(session: AsyncSession, event_id: str, consumer: str) ->
     return (await session.execute(stmt)).first() is not None
 
 
+async def purge_processed(engine: AsyncEngine, *, older_than: timedelta = timedelta(days=7)) -> int:
+    """Forget processed-event records older than ``older_than``; returns how many.
+
+    Redeliveries come within minutes (hours after a long outage), so a week is ample.
+    """
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(_PROCESSED).where(_PROCESSED.c.processed_at < func.now() - older_than)
+        )
+    return int(result.rowcount)
+
+
 def _asyncpg_dsn(dsn: str) -> str:
     # Accept the SQLAlchemy URL the services are configured with.
     return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -189,6 +202,7 @@ class OutboxRelay:
         self._stop_timeout = stop_timeout
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = False  # whether the LISTEN connection is up (for tests and health)
 
@@ -197,6 +211,7 @@ class OutboxRelay:
         if self._tasks:
             return
         self._stopping = False
+        self._stop_requested.clear()
         self._tasks = [
             asyncio.create_task(self._run(), name="outbox-relay"),
             asyncio.create_task(self._listen(), name="outbox-listen"),
@@ -205,6 +220,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Finish the current pass (bounded by ``stop_timeout``), then stop."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         tasks, self._tasks = self._tasks, []
         if not tasks:
@@ -331,8 +347,9 @@ class OutboxRelay:
             if self._stopping:
                 break
             if backoff:
-                # Backing off: a NOTIFY must not turn into a tight retry loop.
-                await asyncio.sleep(wait)
+                # Backing off: a NOTIFY must not turn into a tight retry loop; stop may.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), wait)
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)

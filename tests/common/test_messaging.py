@@ -35,7 +35,7 @@ from common.messaging import (
     queue_name,
     release_claim,
 )
-from common.outbox import mark_processed, processed_events_table
+from common.outbox import mark_processed, processed_events_table, purge_processed
 from common.time import utcnow
 
 DEADLINE_S = 30.0
@@ -390,6 +390,17 @@ async def test_mark_processed_is_true_once_per_consumer(engine: AsyncEngine) -> 
         await session.rollback()
     async with sessions.begin() as session:
         assert await mark_processed(session, "e2", "feed") is True
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE processed_events SET processed_at = now() - interval '8 days'"
+                " WHERE event_id = 'e1'"
+            )
+        )
+    assert await purge_processed(engine) == 2
+    async with sessions.begin() as session:
+        assert await mark_processed(session, "e2", "feed") is False
 
 
 async def test_claim_once(redis_url: str) -> None:
