@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
 
 from common.db import create_engine, session_factory
 from common.events import EventEnvelope, PostCreated, PostLiked, UserDeleted, make_envelope
@@ -77,6 +79,11 @@ async def drain(
     return got
 
 
+def vhost_path(amqp_url: str) -> str:
+    """The vhost of an AMQP URL, quoted for the management API's paths."""
+    return quote(URL(amqp_url).path.removeprefix("/") or "/", safe="")
+
+
 def post_created(content: str, post_id: str = "p1") -> PostCreated:
     return PostCreated(post_id=post_id, author_id="u1", content=content, created_at=utcnow())
 
@@ -133,7 +140,7 @@ async def test_topology_is_quorum_with_explicit_limits_and_dead_lettering(
 ) -> None:
     channel = await amqp.channel()
     await declare_topology(channel, "svc", ["user.deleted"], delivery_limit=7)
-    vhost = vhost_url.rsplit("/", 1)[1]
+    vhost = vhost_path(vhost_url)
     async with httpx.AsyncClient(base_url=rabbitmq.management_url, auth=("guest", "guest")) as http:
         main = (await http.get(f"/api/queues/{vhost}/svc.events")).json()
         dead = (await http.get(f"/api/queues/{vhost}/svc.events.dead")).json()
@@ -305,7 +312,7 @@ async def engine(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterato
 
 async def kill_connections(rabbitmq: Any, vhost_url: str, name_contains: str = "") -> int:
     """Close the vhost's client connections from the broker side, as a network cut would."""
-    vhost = vhost_url.rsplit("/", 1)[1]
+    vhost = vhost_path(vhost_url)
     async with httpx.AsyncClient(base_url=rabbitmq.management_url, auth=("guest", "guest")) as http:
         names: list[str] = []
 
@@ -349,7 +356,9 @@ async def test_consumer_killed_before_ack_gets_the_message_again_and_applies_it_
             await release.wait()
 
     consumer = Consumer(
-        vhost_url + "?name=victim", service="svc", handlers={"user.deleted": handle}
+        str(URL(vhost_url).update_query(name="victim")),
+        service="svc",
+        handlers={"user.deleted": handle},
     )
     await consumer.start()
     consumers.append(consumer)
