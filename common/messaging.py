@@ -65,6 +65,7 @@ EXCHANGE: Final = "murmur.events"
 DLX: Final = "murmur.dlx"
 ERROR_HEADER: Final = "x-murmur-error"
 RETRIES_HEADER: Final = "x-murmur-retries"
+ATTEMPTS_HEADER: Final = "x-murmur-attempts"
 CORRELATION_HEADER: Final = "x-correlation-id"
 DEFAULT_RETRY_DELAYS_MS: Final = (1000, 5000, 30000)
 
@@ -469,9 +470,9 @@ class Consumer:
 
     def _attempts(self, message: AbstractIncomingMessage) -> int:
         headers = message.headers or {}
-        # Our retries republish a copy (new delivery count), broker redeliveries count in
-        # x-delivery-count; together they are the attempts made so far, this one included.
-        return _header_int(headers, RETRIES_HEADER) + _header_int(headers, "x-delivery-count") + 1
+        # A retry republishes a copy, which starts a new broker delivery count: the copy
+        # carries the attempts made before it, the broker counts redeliveries since.
+        return _header_int(headers, ATTEMPTS_HEADER) + _header_int(headers, "x-delivery-count") + 1
 
     async def _retry(self, message: AbstractIncomingMessage, exc: BaseException) -> None:
         attempts = self._attempts(message)
@@ -484,7 +485,9 @@ class Consumer:
         delay = self._retry_delays[min(retries, len(self._retry_delays) - 1)]
         headers = dict(message.headers or {})
         headers.pop("x-death", None)  # grows with every round trip otherwise
+        headers.pop("x-delivery-count", None)
         headers[RETRIES_HEADER] = retries + 1
+        headers[ATTEMPTS_HEADER] = attempts
         headers[ERROR_HEADER] = _describe(exc)
         assert self._channel is not None
         await self._channel.default_exchange.publish(
