@@ -357,6 +357,11 @@ class Consumer:
     def connection(self) -> AbstractRobustConnection | None:
         return self._connection
 
+    @property
+    def running(self) -> bool:
+        """Topology declared and consuming (a readiness check can use this)."""
+        return self._consumer_tag is not None
+
     async def start(self) -> None:
         """Connect, declare the topology for ``handlers.keys()`` and start consuming."""
         connection = await aio_pika.connect_robust(

@@ -437,7 +437,7 @@ async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_
     consumer = Consumer(vhost_url, service="svc", handlers={"user.deleted": handle})
     task = asyncio.create_task(consumer.run_forever())
     try:
-        await eventually(until(lambda: consumer.connection is not None))
+        await eventually(until(lambda: consumer.running))
         first = make_envelope(UserDeleted(user_id="u1"), producer="auth", correlation_id="req-1")
         second = make_envelope(UserDeleted(user_id="u2"), producer="auth", correlation_id="req-2")
         await publisher.publish(first)
@@ -448,4 +448,4 @@ async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert sorted(seen) == [("req-1", "req-1", first.id), ("req-2", "req-2", second.id)]
-    assert consumer.connection is None
+    assert consumer.connection is None and not consumer.running
