@@ -70,8 +70,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             stack.push_async_callback(limiter.close)
             app.state.limits = AuthLimits(limiter, settings)
             redis_client = redis.from_url(settings.redis_url)
-            # The stubs (types-redis) predate aclose(); redis-py 5+ has it.
-            stack.push_async_callback(redis_client.aclose)  # type: ignore[attr-defined]
+            stack.push_async_callback(redis_client.aclose)
 
             app.state.hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
             if getattr(app.state, "token_verifier", None) is None:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -26,7 +25,7 @@ __all__ = ["SERVICE", "build_mailer", "create_app", "run_worker"]
 SERVICE = "email"
 
 
-def build_mailer(settings: EmailSettings, client: redis.Redis[Any] | Any) -> Mailer:
+def build_mailer(settings: EmailSettings, client: redis.Redis) -> Mailer:
     store = MailStore(
         client,
         prefix=settings.key_prefix,
@@ -90,8 +89,7 @@ def create_app(settings: EmailSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             client = redis.from_url(settings.redis_url)
-            # The stubs (types-redis) predate aclose(); redis-py 5+ has it.
-            stack.push_async_callback(client.aclose)  # type: ignore[attr-defined]
+            stack.push_async_callback(client.aclose)
             mailer = build_mailer(settings, client)
             app.state.mailer = mailer
             app.state.readiness["redis"] = redis_check(client)
@@ -123,4 +121,4 @@ async def run_worker(settings: EmailSettings | None = None) -> None:
         async with _running_consumer(settings, build_mailer(settings, client)):
             await asyncio.Event().wait()
     finally:
-        await client.aclose()  # type: ignore[attr-defined]
+        await client.aclose()

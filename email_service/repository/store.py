@@ -9,8 +9,6 @@ No address, name or token is ever stored: each event carries what its mail needs
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as redis
 
 __all__ = ["MailStore"]
@@ -19,7 +17,7 @@ __all__ = ["MailStore"]
 class MailStore:
     def __init__(
         self,
-        client: redis.Redis[Any] | Any,
+        client: redis.Redis,
         *,
         prefix: str,
         sent_ttl_s: int,
