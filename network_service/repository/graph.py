@@ -37,7 +37,6 @@ __all__ = [
     "relationship_counts",
     "suggestions",
     "upsert_user_profile",
-    "user_exists",
 ]
 
 # Profile timestamp of a node made from token claims: any real user event is newer.
@@ -72,12 +71,6 @@ def _user(record: Record, prefix: str = "") -> UserRef:
         username=username,
         display_name=record[f"{prefix}display_name"] or username,
     )
-
-
-async def user_exists(tx: AsyncManagedTransaction, user_id: str) -> bool:
-    result = await tx.run("MATCH (u:User {id: $id}) RETURN count(u) > 0 AS found", id=user_id)
-    record = await result.single(strict=True)
-    return bool(record["found"])
 
 
 async def follow_preconditions(

@@ -20,7 +20,6 @@ __all__ = [
     "add_event",
     "claim_batch",
     "delete_events",
-    "pending_count",
     "release_claims",
 ]
 
@@ -110,9 +109,3 @@ async def release_claims(tx: AsyncManagedTransaction, *, relay_id: str, ids: lis
         ids=ids,
         relay_id=relay_id,
     )
-
-
-async def pending_count(tx: AsyncManagedTransaction) -> int:
-    result = await tx.run("MATCH (e:OutboxEvent) RETURN count(e) AS n")
-    record = await result.single(strict=True)
-    return int(record["n"])
