@@ -106,10 +106,11 @@ class FeedEvents:
                 event_id=envelope.id,
                 post_id=event.post_id,
             )
-        followers = await self.feeds.ensure_followers(event.author_id)
-        if len(followers) > self.settings.hybrid_threshold:
+        await self.feeds.ensure_followers(event.author_id)
+        if await self.feeds.follower_count(event.author_id) > self.settings.hybrid_threshold:
             await self.feeds.mark_big(event.author_id)  # merged at read time instead
             return
+        followers = await self.feeds.followers(event.author_id)
         await self._spread(event.post_id, "add", followers, entries=[(member, score)])
 
     async def post_updated(self, envelope: EventEnvelope) -> None:
@@ -122,7 +123,7 @@ class FeedEvents:
         member = keys.entry(event.post_id, event.author_id)
         await self.feeds.forget_post(event.author_id, member)
         await self.feeds.remove([event.author_id, *mentioned], [member])
-        followers = await self.feeds.ensure_followers(event.author_id)
+        followers = await self.feeds.followers(event.author_id)
         await self._spread(event.post_id, "remove", followers, members=[member])
 
     # ------------------------------------------------------------------ graph

@@ -165,16 +165,21 @@ class FeedManager:
         await self.redis.srem(keys.followers(followee_id), follower_id)
         await self.redis.srem(keys.following(follower_id), followee_id)
 
-    async def ensure_followers(self, author_id: str) -> list[str]:
+    async def ensure_followers(self, author_id: str) -> None:
+        """Load the author's follower set from network_service when its marker is gone."""
+        if await self.redis.exists(keys.followers_meta(author_id)):
+            return
+        try:
+            fetched = await self.network.followers(author_id)
+        except SourceNotFound:
+            fetched = []
+        for chunk in _chunks(fetched, 5000):
+            await self.redis.sadd(keys.followers(author_id), *chunk)
+        await self.redis.set(keys.followers_meta(author_id), "1")
+
+    async def followers(self, author_id: str) -> list[str]:
         """The author's followers, sorted (so fan-out batches are deterministic)."""
-        if not await self.redis.exists(keys.followers_meta(author_id)):
-            try:
-                fetched = await self.network.followers(author_id)
-            except SourceNotFound:
-                fetched = []
-            for chunk in _chunks(fetched, 5000):
-                await self.redis.sadd(keys.followers(author_id), *chunk)
-            await self.redis.set(keys.followers_meta(author_id), "1")
+        await self.ensure_followers(author_id)
         return sorted(await self.redis.smembers(keys.followers(author_id)))
 
     async def follower_count(self, author_id: str) -> int:
