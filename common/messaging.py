@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final
 
 import aio_pika
 import aiormq.exceptions
@@ -548,18 +548,14 @@ class Consumer:
         )
 
 
-# The redis stubs omit RedisCluster's command methods; at runtime both have the same ones.
-RedisClient: TypeAlias = "Redis[Any] | RedisCluster[Any]"
-
-
-async def claim_once(redis: RedisClient, key: str, ttl_s: int) -> bool:
+async def claim_once(redis: Redis | RedisCluster, key: str, ttl_s: int) -> bool:
     """Claim ``key`` for ``ttl_s`` seconds (SET NX EX); False when someone already claimed it.
 
     For effects outside any transaction (sending an email): claim first, and
     :func:`release_claim` when the effect failed so a retry can perform it.
     """
-    return bool(await cast("Redis[Any]", redis).set(key, "1", nx=True, ex=ttl_s))
+    return bool(await redis.set(key, "1", nx=True, ex=ttl_s))
 
 
-async def release_claim(redis: RedisClient, key: str) -> None:
-    await cast("Redis[Any]", redis).delete(key)
+async def release_claim(redis: Redis | RedisCluster, key: str) -> None:
+    await redis.delete(key)
