@@ -48,7 +48,7 @@ class Mailer:
             Mail(
                 event_id=event_id,
                 to=email,
-                subject="Confirm your email address",
+                subject="Verify your email address",
                 template="verify_email",
                 context={"username": username, "link": link},
             ),

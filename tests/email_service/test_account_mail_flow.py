@@ -67,7 +67,7 @@ async def test_register_then_verify_through_the_mailed_link(
         with captured_logs() as logs:
             user = await register(client, display_name="Flow Tester")
             [mail] = await wait_for_mail(
-                mailhog.api_url, user["email"], subject="Confirm your email address"
+                mailhog.api_url, user["email"], subject="Verify your email address"
             )
             await wait_for_mail(mailhog.api_url, user["email"], subject="Welcome to Murmur")
             path = link_in(mail)

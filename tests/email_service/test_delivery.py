@@ -55,7 +55,7 @@ async def test_verification_mail_is_multipart_with_a_stable_message_id(
         [mail] = await wait_for_mail(mailhog.api_url, address)
     assert mail["Message-ID"] == f"<{event.id}@murmur>"
     assert mail["To"] == address
-    assert mail["Subject"] == "Confirm your email address"
+    assert mail["Subject"] == "Verify your email address"
     assert mail.get_content_type() == "multipart/alternative"
     link = f"{PUBLIC_BASE_URL}/api/v1/auth/verify-email?token={event.data['token']}"
     assert link in text_body(mail)
