@@ -295,7 +295,8 @@ async def test_broker_delivery_limit_dead_letters_a_message_that_keeps_crashing_
 
     await eventually(deliveries_rejected)
     [dead] = await drain(amqp, dead_queue_name("svc"), 1)
-    assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+    deaths: Any = dead.headers["x-death"]
+    assert deaths[0]["reason"] == "delivery_limit"
 
 
 @pytest.fixture

@@ -263,7 +263,7 @@ async def test_two_relays_do_not_double_publish_and_keep_per_aggregate_order(
             await relay.stop()
             await publisher.close()
 
-    assert sorted(m.message_id for m in messages) == sorted(ids)  # none twice, none lost
+    assert sorted(str(m.message_id) for m in messages) == sorted(ids)  # none twice, none lost
     by_post: dict[str, list[int]] = defaultdict(list)
     for message in messages:
         data = EventEnvelope.from_json_bytes(message.body).data
