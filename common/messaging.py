@@ -364,6 +364,8 @@ class Consumer:
 
     async def start(self) -> None:
         """Connect, declare the topology for ``handlers.keys()`` and start consuming."""
+        if self._connection is not None:
+            return
         connection = await aio_pika.connect_robust(
             self._url, reconnect_interval=self._reconnect_interval
         )
@@ -378,12 +380,8 @@ class Consumer:
                 retry_delays_ms=self._retry_delays,
             )
             dlx = await channel.get_exchange(DLX)
-            self._connection, self._channel, self._queue, self._dlx = (
-                connection,
-                channel,
-                queue,
-                dlx,
-            )
+            self._connection, self._channel = connection, channel
+            self._queue, self._dlx = queue, dlx
             # The robust channel re-declares all of this and re-subscribes after a reconnect.
             self._consumer_tag = await queue.consume(self._on_message)
         except BaseException:
