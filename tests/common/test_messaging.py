@@ -34,6 +34,7 @@ from common.messaging import (
     claim_once,
     dead_queue_name,
     declare_topology,
+    is_transient,
     queue_name,
     release_claim,
 )
@@ -450,3 +451,53 @@ async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_
             await task
     assert sorted(seen) == [("req-1", "req-1", first.id), ("req-2", "req-2", second.id)]
     assert consumer.connection is None and not consumer.running
+
+
+def _raised(make: Callable[[], BaseException]) -> BaseException:
+    try:
+        raise make()
+    except BaseException as exc:
+        return exc
+
+
+def _chained(outer: BaseException, cause: BaseException) -> BaseException:
+    outer.__cause__ = cause
+    return outer
+
+
+def _in_handler_of(first: BaseException, second: BaseException) -> BaseException:
+    try:
+        try:
+            raise first
+        except BaseException:
+            raise second  # noqa: B904 - the implicit context is what is being tested
+    except BaseException as exc:
+        return exc
+
+
+def _http_status(status: int) -> httpx.HTTPStatusError:
+    request = httpx.Request("GET", "http://post/internal")
+    return httpx.HTTPStatusError(
+        "x", request=request, response=httpx.Response(status, request=request)
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (TransientError("later"), True),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (redis.ConnectionError("down"), True),
+        (_chained(sa.exc.OperationalError("SELECT 1", {}, Exception()), OSError()), True),
+        (_chained(RuntimeError("wrapped"), ConnectionResetError()), True),
+        (_http_status(503), True),
+        (_http_status(404), False),
+        (PermanentError("never"), False),
+        (_chained(PermanentError("bad data"), ConnectionError()), False),
+        (_in_handler_of(ConnectionError(), ValueError("bug")), False),
+        (KeyError("bug"), False),
+    ],
+)
+def test_is_transient_classifies_dependency_failures(exc: BaseException, transient: bool) -> None:
+    assert is_transient(_raised(lambda: exc)) is transient
