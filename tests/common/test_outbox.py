@@ -298,3 +298,40 @@ async def test_session_dep_commits_the_event_with_the_response_and_rolls_back_on
         refused = await client.post("/users/refused/delete")
         assert refused.status_code == 409
     assert await db.pending() == 1
+
+
+async def test_relay_is_woken_by_notify_and_its_listen_connection_comes_back(
+    db: Database, vhost_url: str, amqp: AbstractRobustConnection
+) -> None:
+    # Polling every 5 minutes: only a NOTIFY can explain a quick delivery.
+    relay, publisher = make_relay(db, vhost_url, poll_interval=300)
+    admin = await asyncpg.connect(db.url.replace("postgresql+asyncpg", "postgresql"))
+    listen_pids: list[int] = []
+
+    async def listener_changed() -> bool:
+        pid = await admin.fetchval(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        if pid is not None and pid not in listen_pids:
+            listen_pids.append(pid)
+            return True
+        return False
+
+    await relay.start()
+    try:
+        await eventually(listener_changed)
+        await eventually(lambda: _is_zero(db.pending()))  # the start-up pass is done
+        first = await db.add_updates(1)
+        assert [m.message_id for m in await collect(amqp, 1, timeout=10)] == first
+
+        # PostgreSQL drops the LISTEN session (restart, failover): the relay listens again.
+        await admin.execute("SELECT pg_terminate_backend($1)", listen_pids[0])
+        await eventually(listener_changed)
+        await eventually(lambda: _is_zero(db.pending()))
+        second = await db.add_updates(1, start=1)
+        assert [m.message_id for m in await collect(amqp, 1, timeout=10)] == second
+    finally:
+        await admin.close()
+        await relay.stop()
+        await publisher.close()
