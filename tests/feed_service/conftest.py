@@ -157,6 +157,7 @@ class FeedHarness:
         self.redis = redis
         self.target = target
         self.settings = settings
+        self.url: str | None = None  # set when served over real HTTP
 
     @property
     def runtime(self) -> FeedRuntime:
@@ -333,7 +334,7 @@ async def harness_factory(
     redis = redis_target.client()
     post_client = httpx.AsyncClient(base_url=post_app_url, timeout=10)
 
-    async def open_harness(**overrides: Any) -> FeedHarness:
+    async def open_harness(*, http: bool = False, **overrides: Any) -> FeedHarness:
         settings = feed_settings(**overrides)
         app = create_app(settings)
         app.state.token_verifier = tokens.verifier()
@@ -346,7 +347,12 @@ async def harness_factory(
         stack.append(client)
         if settings.run_workers:
             await eventually(lambda: _feed_workers_ready(app), timeout=30)
-        return FeedHarness(
+        url: str | None = None
+        if http:
+            server = serve(manager.app)
+            url = await server.__aenter__()
+            stack.append(server)
+        harness = FeedHarness(
             feed=app,
             client=client,
             post_client=post_client,
@@ -357,6 +363,8 @@ async def harness_factory(
             target=redis_target,
             settings=settings,
         )
+        harness.url = url
+        return harness
 
     try:
         yield open_harness
