@@ -198,9 +198,7 @@ class FeedManager:
         big = sorted(await self.redis.smembers(keys.BIG_AUTHORS))
         if not big:
             return []
-        flags = await self.redis.smismember(  # type: ignore[no-untyped-call]
-            keys.following(user_id), big
-        )
+        flags = await self.redis.smismember(keys.following(user_id), big)
         return [b for b, f in zip(big, flags, strict=True) if f]
 
     # ------------------------------------------------------------ lifecycle

@@ -228,9 +228,7 @@ class PostCache:
         liked: set[str] = set()
         if viewer_id is not None and likes_tracked and alive:
             ids = [pid for _m, pid in alive]
-            flags = await self.redis.smismember(  # type: ignore[no-untyped-call]
-                keys.liked(viewer_id), ids
-            )
+            flags = await self.redis.smismember(keys.liked(viewer_id), ids)
             liked = {pid for pid, flag in zip(ids, flags, strict=True) if flag}
 
         posts: list[dict[str, Any]] = []

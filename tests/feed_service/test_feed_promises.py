@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -83,7 +84,7 @@ async def test_deleted_post_leaves_every_feed_and_edit_shows_everywhere(h: FeedH
     keep = await h.post(alice, "keep me")
     gone = await h.post(alice, "delete me")
     for reader in (alice, bob, carol):
-        await eventually(lambda r=reader: _has(h, r, gone["id"]))
+        await eventually(functools.partial(_has, h, reader, gone["id"]))
 
     response = await h.post_client.patch(
         f"/api/v1/posts/{keep['id']}", json={"content": "edited!"}, headers=alice.auth
@@ -158,7 +159,7 @@ async def test_like_and_comment_counts_are_current(h: FeedHarness) -> None:
 
     async def counted() -> bool:
         item = (await h.feed_page(alice))["items"][0]
-        return item["like_count"] == 1 and item["comment_count"] == 1
+        return bool(item["like_count"] == 1 and item["comment_count"] == 1)
 
     await eventually(counted)
     await h.feed_page(bob)

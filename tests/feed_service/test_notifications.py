@@ -211,4 +211,4 @@ async def _at_least(value: int, n: int) -> bool:
 
 
 async def _unread(h: FeedHarness, user: User, n: int) -> bool:
-    return (await _notes(h, user))["unread_count"] == n
+    return bool((await _notes(h, user))["unread_count"] == n)
