@@ -5,16 +5,36 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from common.app import create_app as create_service_app
+from common.errors import problem_response
 from common.health import redis_check
+from common.logging import get_logger
 from common.security import JWKSClient, TokenVerifier
 from feed_service.api import feed, notifications
 from feed_service.runtime import open_runtime, run_workers
 from feed_service.settings import FeedSettings
 
 __all__ = ["create_app"]
+
+_log = get_logger("feed_service.app")
+
+
+async def _source_failed(_: Request, exc: Exception) -> JSONResponse:
+    # post_service or network_service answered 5xx (or 429): a dependency is down, not a bug.
+    assert isinstance(exc, httpx.HTTPStatusError)
+    status = exc.response.status_code
+    if status < 500 and status != 429:
+        raise exc
+    _log.warning("source_unavailable", status=status, url=str(exc.request.url.path))
+    return problem_response(
+        503,
+        detail="A service the feed depends on is unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def create_app(settings: FeedSettings | None = None) -> FastAPI:
@@ -41,10 +61,12 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
             if jwks is not None:
                 await jwks.aclose()
 
-    return create_service_app(
+    app = create_service_app(
         name="feed_service",
         settings=settings,
         routers=[feed.router, notifications.router],
         lifespan=lifespan,
         description="Home feeds (hybrid fan-out on Redis) and notifications (SSE).",
     )
+    app.add_exception_handler(httpx.HTTPStatusError, _source_failed)
+    return app

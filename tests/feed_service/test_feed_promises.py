@@ -215,3 +215,18 @@ async def _count(h: FeedHarness, user: Any, n: int) -> bool:
 async def _post_service_knows(h: FeedHarness, user: Any) -> bool:
     response = await h.post_client.get(f"/api/v1/users/{user.id}/posts")
     return response.status_code == 200
+
+
+async def test_sources_down_give_503_with_retry_after(harness_factory: Any) -> None:
+    from tests.support.server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    h: FeedHarness = await harness_factory(
+        run_workers=False, post_service_url=dead, network_service_url=dead
+    )
+    alice = await _user_without_events(h, "alice")
+    response = await h.client.get("/api/v1/me/feed", headers=alice.auth)
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "127.0.0.1" not in response.text
