@@ -1,0 +1,206 @@
+"""Session-wide backing servers for the test suite, started lazily on free ports.
+
+Each fixture starts its server the first time a test asks for it, in a private temporary
+directory, and every server is stopped when the session ends (also after failures or Ctrl-C:
+an atexit hook covers what fixture teardown misses). What must be installed or built first
+(Debian packages, the Neo4j launcher, the mail catcher's dependency) is done right after
+collection, for the servers the selected tests need, so it does not count against a test's
+timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+import pytest
+
+from deploy.local import install
+from deploy.local.mailhog import MailHogServer
+from deploy.local.neo4j_server import Neo4jServer
+from deploy.local.postgres import PostgresServer
+from deploy.local.process import ManagedServer, free_port
+from deploy.local.rabbitmq import GUEST, RabbitMQServer
+from deploy.local.redis_servers import RedisCluster, RedisServer
+
+MakeDatabase = Callable[[str], Awaitable[str]]
+MakeVhost = Callable[[str], Awaitable[str]]
+_S = TypeVar("_S", bound=ManagedServer | RedisCluster)
+
+
+class _Servers:
+    """Every server this session started, in one temporary directory, stopped at the end."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._started: list[ManagedServer | RedisCluster] = []
+        self._counter = itertools.count()
+
+    def dir(self, name: str) -> Path:
+        if self._root is None:
+            # Not pytest's tmp_path: that one is private to root (0700), and PostgreSQL runs as
+            # the postgres user.
+            self._root = Path(tempfile.mkdtemp(prefix="murmur-test-"))
+            self._root.chmod(0o755)
+        path = self._root / f"{name}-{next(self._counter)}"
+        path.mkdir()
+        return path
+
+    def start(self, server: _S) -> _S:
+        self._started.append(server)
+        server.start()
+        return server
+
+    def stop_all(self) -> None:
+        while self._started:
+            server = self._started.pop()
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"could not stop {server!r}: {exc}", file=sys.stderr)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+
+_SERVERS = _Servers()
+atexit.register(_SERVERS.stop_all)
+
+# Which fixtures need which installation step before their first start.
+_INSTALL_STEPS: dict[str, Callable[[], object]] = {
+    "postgres": lambda: install.ensure_apt("postgresql"),
+    "redis_server": lambda: install.ensure_apt("redis-server"),
+    "redis_cluster": lambda: install.ensure_apt("redis-server"),
+    "rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
+    "neo4j": install.ensure_neo4j_launcher,
+    "mailhog": install.ensure_mailhog,
+}
+_FIXTURE_DEPENDENCIES = {
+    "make_database": "postgres",
+    "redis_url": "redis_server",
+    "make_vhost": "rabbitmq",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM'd pytest should still run the atexit hook that stops the servers.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def _exit(signum: int, frame: FrameType | None) -> None:
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _exit)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    needed: set[str] = set()
+    for item in session.items:
+        names = set(getattr(item, "fixturenames", ()))
+        needed |= names | {_FIXTURE_DEPENDENCIES[n] for n in names if n in _FIXTURE_DEPENDENCIES}
+    for name, step in _INSTALL_STEPS.items():
+        if name in needed:
+            step()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SERVERS.stop_all()
+
+
+@pytest.fixture(scope="session")
+def _servers() -> Iterator[_Servers]:
+    yield _SERVERS
+    _SERVERS.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres(_servers: _Servers) -> PostgresServer:
+    return _servers.start(PostgresServer(_servers.dir("postgres"), free_port()))
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres: PostgresServer) -> MakeDatabase:
+    """`await make_database("auth")` -> SQLAlchemy URL of a fresh empty database."""
+    counter = itertools.count()
+
+    async def make(prefix: str) -> str:
+        name = f"{_slug(prefix)}_{next(counter)}_{uuid.uuid4().hex[:8]}"
+        connection = await asyncpg.connect(postgres.dsn())
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        return postgres.dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def redis_server(_servers: _Servers) -> RedisServer:
+    return _servers.start(RedisServer(_servers.dir("redis"), free_port(), appendonly=False))
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(_servers: _Servers) -> RedisCluster:
+    return _servers.start(RedisCluster(_servers.dir("redis-cluster")))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(_servers: _Servers) -> RabbitMQServer:
+    server = RabbitMQServer(
+        _servers.dir("rabbitmq"),
+        free_port(),
+        free_port(),
+        dist_port=free_port(),
+        epmd_port=free_port(),
+    )
+    return _servers.start(server)
+
+
+@pytest.fixture(scope="session")
+def make_vhost(rabbitmq: RabbitMQServer) -> MakeVhost:
+    """`await make_vhost("email")` -> amqp URL of a fresh, empty vhost."""
+    counter = itertools.count()
+
+    async def make(prefix: str) -> str:
+        name = f"{_slug(prefix)}-{next(counter)}-{uuid.uuid4().hex[:8]}"
+        api = f"{rabbitmq.management_url}/api"
+        async with httpx.AsyncClient(auth=GUEST, timeout=30) as client:
+            (await client.put(f"{api}/vhosts/{quote(name, safe='')}")).raise_for_status()
+            permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+            url = f"{api}/permissions/{quote(name, safe='')}/guest"
+            (await client.put(url, json=permissions)).raise_for_status()
+        return rabbitmq.vhost_url(name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def neo4j(_servers: _Servers) -> Neo4jServer:
+    return _servers.start(Neo4jServer(_servers.dir("neo4j"), free_port(), heap="512m"))
+
+
+@pytest.fixture(scope="session")
+def mailhog(_servers: _Servers) -> MailHogServer:
+    return _servers.start(MailHogServer(_servers.dir("mailhog"), free_port(), free_port()))
+
+
+def _slug(prefix: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", prefix.lower())[:30] or "db"
