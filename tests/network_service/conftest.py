@@ -44,17 +44,23 @@ def tokens() -> TokenFactory:
     return TokenFactory()
 
 
+async def clear_graph(driver: AsyncDriver) -> None:
+    """Delete everything, in batches: relationships first, so no single transaction has to
+    detach a 100k-follower node."""
+    async with driver.session(database="neo4j") as session:
+        for statement in (
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS",
+            "MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 10000 ROWS",
+        ):
+            result = await session.run(statement)
+            await result.consume()
+
+
 @pytest.fixture
 async def graph_driver(neo4j: Any) -> AsyncIterator[AsyncDriver]:
     """A driver on the shared test Neo4j, emptied first (Community has a single database)."""
     driver = AsyncGraphDatabase.driver(neo4j.bolt_uri, auth=None)
-    # Batched (auto-commit) so leftovers of the 100k-follower test do not make one huge
-    # transaction.
-    async with driver.session(database="neo4j") as session:
-        result = await session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        )
-        await result.consume()
+    await clear_graph(driver)
     try:
         yield driver
     finally:

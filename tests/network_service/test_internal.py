@@ -10,7 +10,12 @@ import pytest
 from neo4j import AsyncDriver
 
 from network_service.settings import NetworkSettings
-from tests.network_service.conftest import NetworkHarness, make_settings, running_app
+from tests.network_service.conftest import (
+    NetworkHarness,
+    clear_graph,
+    make_settings,
+    running_app,
+)
 from tests.network_service.test_follow_api import follow, seed_users
 from tests.support.jwt import TokenFactory
 
@@ -115,11 +120,7 @@ async def test_paging_100k_followers_is_fast(
     count = (await network.client.get("/internal/v1/users/celebrity/follower-count")).json()
     assert count == {"count": FOLLOWERS}
     # Leave no 100k-node graph behind for whichever test uses the database next.
-    async with graph_driver.session(database="neo4j") as session:
-        result = await session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        )
-        await result.consume()
+    await clear_graph(graph_driver)
 
 
 def _closed_port() -> int:
