@@ -17,6 +17,7 @@ def run(
     ),
     out: Path | None = typer.Option(None, help="Results JSON (default bench/results/<time>.json)."),
     keep: bool = typer.Option(False, help="Keep the temporary directory (logs) afterwards."),
+    profile: bool = typer.Option(True, help="py-spy the services during one mixed step."),
     seed: int = 42,
 ) -> None:
     """Start a private platform on free ports, load the graph, measure, write JSON."""
@@ -25,7 +26,7 @@ def run(
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = out or Path("bench/results") / f"{stamp}{'-quick' if quick else ''}.json"
-    run_bench(RunConfig(quick=quick, out=target, seed=seed), keep=keep)
+    run_bench(RunConfig(quick=quick, out=target, seed=seed, profile=profile), keep=keep)
 
 
 @cli.command()

@@ -175,8 +175,9 @@ class FanoutOnRead:
     QUERY = """
         SELECT p.id, p.author_id, p.created_at
         FROM posts p
-        WHERE p.author_id = $1
-           OR p.author_id IN (SELECT followee FROM follows WHERE follower = $1)
+        WHERE p.author_id IN (
+            SELECT followee FROM follows WHERE follower = $1 UNION ALL SELECT $1
+        )
         ORDER BY p.created_at DESC
         LIMIT 10
     """

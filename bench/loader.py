@@ -13,7 +13,14 @@ import httpx
 from bench.graph import Graph
 from feed_service.repository import keys
 
-__all__ = ["Account", "ApiLoader", "load_synthetic_followers", "wait_until"]
+__all__ = [
+    "Account",
+    "ApiLoader",
+    "forget_follower_replicas",
+    "load_follows_into_neo4j",
+    "load_synthetic_followers",
+    "wait_until",
+]
 
 PASSWORD = "bench-password-1"
 T = TypeVar("T")
@@ -153,3 +160,47 @@ async def wait_until(
             return True
         await asyncio.sleep(interval_s)
     return False
+
+
+async def load_follows_into_neo4j(
+    bolt_uri: str, follows: Sequence[tuple[str, str]], *, batch: int = 5000
+) -> None:
+    """MERGE ``(follower)-[:FOLLOWS]->(followee)`` in network_service's layout, UNWIND-batched.
+
+    Used for the bulk of a graph when following through the API would take longer than the
+    run (see docs/benchmarks.md); no events are published, so the follower replicas of
+    feed_service are then rebuilt by feed_service itself (:func:`forget_follower_replicas`).
+    """
+    from neo4j import AsyncGraphDatabase
+
+    now_ms = int(time.time() * 1000)
+    rows = [
+        {"f": f, "e": e, "marker": f"bench-{n}", "since": now_ms}
+        for n, (f, e) in enumerate(follows)
+    ]
+    driver = AsyncGraphDatabase.driver(bolt_uri, auth=None)
+    try:
+        async with driver.session() as session:
+            for start in range(0, len(rows), batch):
+                chunk = rows[start : start + batch]
+                await session.run(
+                    """
+                    UNWIND $rows AS row
+                    MATCH (a:User {id: row.f}), (b:User {id: row.e})
+                    MERGE (a)-[r:FOLLOWS]->(b)
+                      ON CREATE SET r.since = row.since, r.marker = row.marker,
+                                    r.follower_id = a.id, r.followee_id = b.id
+                    """,
+                    rows=chunk,
+                )
+    finally:
+        await driver.close()
+
+
+async def forget_follower_replicas(redis: Any, user_ids: Sequence[str]) -> None:
+    """Drop feed_service's "follower set complete" markers, so it refetches each set from
+    network_service on the next fan-out (its documented rebuild path)."""
+    pipe = redis.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.delete(keys.followers_meta(user_id))
+    await pipe.execute()

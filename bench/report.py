@@ -327,7 +327,7 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
         f"{_f(load.get('register_login_s'))} s ({_f(load.get('registrations_per_s'))}/s), follows "
         f"{_f(load.get('follow_s'))} s ({_f(load.get('follows_per_s'))}/s), events settled "
         f"{_f(load.get('events_settled_s'))} s later; then every user read their feed once (so "
-        f"every feed is built, as an active user's is) and {load.get('seed_posts')} posts (two "
+        f"every feed is built, as an active user's is) and {load.get('seed_posts')} posts (one "
         "per user) were written before measuring."
     )
     add(

@@ -6,6 +6,8 @@ import asyncio
 import json
 import platform as pyplatform
 import random
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,13 @@ from bench import baselines
 from bench.backing import BenchStack, machine, platform_env
 from bench.fanout import Lag, VisibilityWatcher
 from bench.graph import Graph, load_edges
-from bench.loader import Account, ApiLoader, load_synthetic_followers
+from bench.loader import (
+    Account,
+    ApiLoader,
+    forget_follower_replicas,
+    load_follows_into_neo4j,
+    load_synthetic_followers,
+)
 from bench.loadgen import Call, LoadResult, run_open_loop, sequential_latencies
 from bench.stats import Summary, percentile, sustainable_rate
 from feed_service.repository import keys
@@ -39,6 +47,7 @@ HYBRID_ON = 10_000  # feed_service's default threshold
 @dataclass(frozen=True)
 class RunConfig:
     quick: bool = False
+    profile: bool = False
     out: Path = Path("bench/results/latest.json")
     seed: int = 42
 
@@ -57,6 +66,10 @@ class RunConfig:
     @property
     def growth_sizes(self) -> list[int]:
         return [10, 100] if self.quick else [10, 100, 1000, 10_000, 100_000]
+
+    @property
+    def api_follows(self) -> int:
+        return 60 if self.quick else 300
 
     @property
     def graph_nodes(self) -> int | None:
@@ -140,12 +153,27 @@ class Bench:
             by_index = await loader.register(range(graph.n))
             t1 = time.monotonic()
             _log(f"registered and logged in {graph.n} users in {t1 - t0:.1f}s")
-            await loader.follow_all(graph, by_index)
+            # A sample of the follows through the API (its rate is reported), the rest
+            # straight into Neo4j: following goes at a few dozen per second here.
+            rng = random.Random(self.config.seed)
+            shuffled = list(graph.follows)
+            rng.shuffle(shuffled)
+            sample = shuffled[: self.config.api_follows]
+            await loader.follow_all(Graph(graph.name, graph.n, sample), by_index)
             t2 = time.monotonic()
-            _log(f"{len(graph.follows)} follows in {t2 - t1:.1f}s")
+            _log(f"{len(sample)} follows through the API in {t2 - t1:.1f}s")
             await self.idle(600)
             t3 = time.monotonic()
             self.accounts = [by_index[i] for i in range(graph.n)]
+            ids = [(by_index[f].user_id, by_index[e].user_id) for f, e in shuffled]
+            await load_follows_into_neo4j(self.stack.neo4j.bolt_uri, ids)
+            redis = self.feed_redis()
+            try:
+                await forget_follower_replicas(redis, [a.user_id for a in self.accounts])
+            finally:
+                await redis.aclose()
+            t3b = time.monotonic()
+            _log(f"{len(ids) - len(sample)} more follows into Neo4j in {t3b - t3:.1f}s")
             await loader.read_feeds(self.accounts)
             await self.idle()
             t4 = time.monotonic()
@@ -157,14 +185,16 @@ class Bench:
             self.results["load"] = {
                 "register_login_s": t1 - t0,
                 "registrations_per_s": graph.n / (t1 - t0),
+                "api_follows": len(sample),
                 "follow_s": t2 - t1,
-                "follows_per_s": len(graph.follows) / (t2 - t1),
+                "follows_per_s": len(sample) / (t2 - t1),
                 "events_settled_s": t3 - t2,
-                "warm_feeds_s": t4 - t3,
+                "direct_follows": len(ids) - len(sample),
+                "direct_follows_s": t3b - t3,
+                "warm_feeds_s": t4 - t3b,
             }
-            # Two posts per user before measuring, so timelines and feeds have content.
-            rng = random.Random(self.config.seed)
-            seeded: list[Account] = [a for a in self.accounts for _ in range(2)]
+            # A post per user before measuring, so timelines and feeds have content.
+            seeded: list[Account] = list(self.accounts)
             rng.shuffle(seeded)
             semaphore = asyncio.Semaphore(16)
 
@@ -183,6 +213,37 @@ class Bench:
             await self.idle()
             self.results["load"]["seed_posts"] = len(self.posts)
             self.results["load"]["seed_posts_s"] = time.monotonic() - t5
+
+    def _start_profilers(self, seconds: float) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
+        """py-spy (sampling, 100 Hz) on each service process for one ladder step."""
+        assert self.stack.platform is not None
+        out: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        for service in ("feed", "post", "auth", "network"):
+            pid = self.stack.platform.pid_of(service)
+            if pid is None or shutil.which("py-spy") is None:
+                continue
+            path = self.stack.root / f"profile-{service}.txt"
+            proc = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                    "--duration",
+                    str(int(seconds)),
+                    "--pid",
+                    str(pid),
+                    "--output",
+                    str(path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            out[service] = (proc, path)
+        return out
 
     def _watching(
         self, watcher: VisibilityWatcher
@@ -226,6 +287,11 @@ class Bench:
             async with self.client() as client:
                 for step, rate in enumerate(rates):
                     watcher = VisibilityWatcher(redis, batch=FANOUT_BATCH)
+                    profilers = (
+                        self._start_profilers(self.config.step_s)
+                        if self.config.profile and name == "mixed" and step == 2
+                        else {}
+                    )
                     result = await run_open_loop(
                         client,
                         self.picker(mix),
@@ -235,6 +301,12 @@ class Bench:
                         on_response=self._watching(watcher),
                     )
                     await watcher.wait()
+                    if profilers:
+                        self.results["profiles"] = {
+                            "workload": name,
+                            "rate": rate,
+                            **await asyncio.to_thread(_collect_profiles, profilers),
+                        }
                     entry = _result_json(result)
                     if watcher.lags:
                         entry["fanout"] = lag_summary(watcher.lags)
@@ -269,7 +341,8 @@ class Bench:
         async with self.client() as client:
             loader = ApiLoader(client, prefix="grow_")
             authors = await loader.register(sizes)
-            readers = await loader.register([1_000_000 + n for n in sizes])
+            reader_accounts = await loader.register([1_000_000 + n for n in sizes])
+            readers = {n: reader_accounts[1_000_000 + n] for n in sizes}
             witness = (await loader.register([2_000_000]))[2_000_000]
             redis = self.feed_redis()
             try:
@@ -517,6 +590,43 @@ class Bench:
 
 def _summary_from(d: dict[str, Any]) -> Summary:
     return Summary(**{k: d[k] for k in Summary.__dataclass_fields__})
+
+
+def _collect_profiles(
+    profilers: dict[str, tuple[subprocess.Popen[bytes], Path]], top: int = 15
+) -> dict[str, Any]:
+    """Top frames by inclusive share of samples, from py-spy's collapsed stacks."""
+    result: dict[str, Any] = {}
+    for service, (proc, path) in profilers.items():
+        proc.wait(timeout=120)
+        if not path.exists():
+            continue
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in path.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not count_text.isdigit():
+                continue
+            count = int(count_text)
+            total += count
+            for frame in set(stack.split(";")):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+        ranked = sorted(inclusive.items(), key=lambda kv: kv[1], reverse=True)
+        interesting = [
+            (frame, n)
+            for frame, n in ranked
+            if "site-packages" not in frame
+            and "/lib/python3" not in frame
+            and "<module>" not in frame
+        ]
+        result[service] = {
+            "samples": total,
+            "top_own_code": [{"frame": frame, "share": n / total} for frame, n in interesting[:top]]
+            if total
+            else [],
+            "top_all": [{"frame": f, "share": n / total} for f, n in ranked[:top]] if total else [],
+        }
+    return result
 
 
 def _version(package: str) -> str:
