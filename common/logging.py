@@ -15,6 +15,7 @@ from structlog.types import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "CORRELATION_HEADER",
+    "THIRD_PARTY_LOG_FLOORS",
     "CorrelationIdMiddleware",
     "bind_correlation_id",
     "configure_logging",
@@ -31,6 +32,21 @@ _VALID_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 _service_name = "murmur"
+
+# Third-party loggers held at a floor whatever the service's level. At DEBUG, aiormq/aio_pika
+# print raw AMQP frames and aiosmtplib the mail data (both carry verification and reset
+# tokens), asyncpg and neo4j print query parameters, httpx/httpcore request URLs with their
+# query strings (INFO included).
+THIRD_PARTY_LOG_FLOORS: dict[str, int] = {
+    "aiormq": logging.INFO,
+    "aio_pika": logging.INFO,
+    "aiosmtplib": logging.INFO,
+    "asyncpg": logging.INFO,
+    "neo4j": logging.INFO,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "uvicorn.access": logging.WARNING,
+}
 
 
 def _add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -76,15 +92,16 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # The stricter of the floor and the service's level: a floor below it would make these
+    # loggers chattier than the rest of the service.
+    for name, floor in THIRD_PARTY_LOG_FLOORS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))
     # uvicorn installs its own plain-text handlers; route them through ours instead. Its access
     # log would duplicate ours (and print query strings, which may carry tokens), so mute it.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True
-    # These log every request URL at INFO, query string included.
-    for name in ("uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
