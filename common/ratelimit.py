@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from functools import lru_cache
-from typing import Any
 
 import redis.asyncio as redis
 from limits import RateLimitItem, parse
@@ -29,7 +28,7 @@ class RateLimiter:
     """
 
     def __init__(self, redis_url: str, *, key_prefix: str = "murmur:ratelimit") -> None:
-        self._pool: redis.ConnectionPool[Any] = redis.ConnectionPool.from_url(redis_url)
+        self._pool: redis.ConnectionPool = redis.ConnectionPool.from_url(redis_url)
         storage_url = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
         self._storage = RedisStorage(
             storage_url,
