@@ -167,8 +167,14 @@ async def test_redelivered_post_created_through_the_queue_shows_once(h: FeedHarn
         ] == 1
 
     await eventually(seen)
-    response = await h.client.get("/api/v1/me/notifications", headers=alice.auth)
-    assert [n["type"] for n in response.json()["items"]] == ["like", "follow"]
+
+    async def notified_once() -> bool:
+        response = await h.client.get("/api/v1/me/notifications", headers=alice.auth)
+        return sorted(n["type"] for n in response.json()["items"]) == ["follow", "like"]
+
+    # The like's notification lands just after its counter; never a second one.
+    await eventually(notified_once)
+    assert await h.redis.xlen(f"notif:{{u:{alice.id}}}") == 2
 
 
 async def test_post_deleted_before_post_created_never_shows(harness_factory: Any) -> None:
