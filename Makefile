@@ -1,5 +1,5 @@
-# Murmur developer entry points. `make up` starts the backing servers (and, once the platform
-# step is filled in, the services and the gateway); `make test` runs the whole suite.
+# Murmur developer entry points. `make up` starts the backing servers, the five services and the
+# nginx gateway; `make test` runs the whole suite (it starts its own servers on free ports).
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
@@ -10,7 +10,8 @@ up: backing-up platform-up
 down: platform-down backing-down
 
 status:
-	$(PYTHON) -m deploy.local status
+	-$(PYTHON) -m deploy.local status
+	-$(PYTHON) -m deploy.platform status
 
 # PostgreSQL (murmur_auth, murmur_post), Redis, RabbitMQ, Neo4j and MailHog on their default
 # ports; state in .murmur/, logs in .murmur/logs/ (see docs/local.md).
@@ -20,17 +21,19 @@ backing-up: deps
 backing-down:
 	$(PYTHON) -m deploy.local down
 
-# PLATFORM hook: the five services and the gateway start here, after the backing servers.
+# The five services (migrated first) and the nginx gateway on :8080; logs in .murmur/platform/logs/.
 platform-up:
-	@true
+	$(PYTHON) -m deploy.platform up
 
 platform-down:
-	@true
+	$(PYTHON) -m deploy.platform down
 
-# Installs the project's Python dependencies only when they are missing.
-deps:
-	@$(PYTHON) -c "import importlib.metadata as m; m.version('murmur'); import pytest, pytest_asyncio, pytest_timeout, ruff, mypy, importlinter, asgi_lifespan" 2>/dev/null \
-		|| $(PYTHON) -m pip install -q -e '.[dev]'
+# Installs the project's Python dependencies when pyproject.toml changed since the last install.
+deps: .murmur/deps.stamp
+
+.murmur/deps.stamp: pyproject.toml
+	$(PYTHON) -m pip install -q -e '.[dev]'
+	@mkdir -p .murmur && touch $@
 
 test: deps
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)

@@ -30,6 +30,7 @@ APT_PACKAGES: dict[str, Path] = {
     "postgresql": Path("/usr/lib/postgresql/15/bin/postgres"),
     "redis-server": Path("/usr/bin/redis-server"),
     "rabbitmq-server": Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),
+    "nginx": Path("/usr/sbin/nginx"),  # the local gateway
 }
 
 _apt_updated = False

@@ -20,6 +20,7 @@ from typing import Literal
 import httpx
 
 from deploy.gateway.render import GatewayConfig, nginx_command, render_nginx_conf
+from deploy.local.install import ensure_apt
 
 SERVICES: tuple[str, ...] = ("auth", "post", "network", "feed", "email")
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -154,6 +155,7 @@ class Platform:
                 )
         self.wait_ready(timeout_s)
         if self.pid_of("gateway") is None:
+            ensure_apt("nginx")
             self._start_gateway()
         self._wait_http(f"{self.gateway_url}/.well-known/jwks.json", "gateway", timeout_s)
 

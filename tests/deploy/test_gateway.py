@@ -20,6 +20,7 @@ import pytest
 
 from deploy.gateway.render import GatewayConfig, nginx_command, render_nginx_conf
 from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, route_for
+from deploy.local.install import ensure_apt
 from tests.deploy.route_cases import NEAR_MISSES, ROUTED
 
 
@@ -133,8 +134,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], runtime_dir: Path)
 
 
 def _run_nginx(upstreams: dict[str, str]) -> Iterator[Gateway]:
-    if shutil.which("nginx") is None:
-        pytest.fail("nginx is not installed: apt-get install -y nginx")
+    ensure_apt("nginx")
     # Not pytest's tmp_path: its parents are 0700, and nginx workers drop to `nobody` when the
     # master runs as root, yet must write request bodies into the temp dirs.
     runtime_dir = Path(tempfile.mkdtemp(prefix="murmur-gw-"))
