@@ -7,6 +7,8 @@ fields without breaking older consumers (bump ``event_version`` only for breakin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,6 +18,7 @@ from common.logging import correlation_id
 from common.time import Timestamp, utcnow
 
 __all__ = [
+    "CONSUMERS",
     "EVENT_TYPES",
     "CommentCreated",
     "CommentDeleted",
@@ -35,6 +38,7 @@ __all__ = [
     "UserUnfollowed",
     "UserUpdated",
     "UserVerificationRequested",
+    "consumers_of",
     "make_envelope",
     "parse_payload",
 ]
@@ -233,6 +237,37 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         CommentDeleted,
     )
 }
+
+
+_FEED, _EMAIL, _NETWORK, _POST = "feed", "email", "network", "post"
+
+# Which services (their ``Consumer(service=...)`` names) consume each event type. A relay uses it
+# to tell "no queue bound yet" (a consumer has not declared its queue: keep the event) from
+# "nobody wants this" (mark it sent). Keep it in step with the services' handler maps.
+CONSUMERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        UserRegistered.event_type: (_EMAIL, _FEED, _NETWORK, _POST),
+        UserVerificationRequested.event_type: (_EMAIL,),
+        UserEmailVerified.event_type: (),
+        UserPasswordResetRequested.event_type: (_EMAIL,),
+        UserUpdated.event_type: (_FEED, _NETWORK, _POST),
+        UserDeleted.event_type: (_EMAIL, _FEED, _NETWORK, _POST),
+        UserFollowed.event_type: (_FEED,),
+        UserUnfollowed.event_type: (_FEED,),
+        PostCreated.event_type: (_FEED,),
+        PostUpdated.event_type: (_FEED,),
+        PostDeleted.event_type: (_FEED,),
+        PostLiked.event_type: (_FEED,),
+        PostUnliked.event_type: (_FEED,),
+        CommentCreated.event_type: (_FEED,),
+        CommentDeleted.event_type: (_FEED,),
+    }
+)
+
+
+def consumers_of(event_type: str) -> tuple[str, ...]:
+    """The services consuming ``event_type``; empty for types nobody consumes (or unknown)."""
+    return CONSUMERS.get(event_type, ())
 
 
 def _current_correlation_id() -> str | None:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import asyncpg
 from pydantic import ValidationError
@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    or_,
     select,
     text,
     update,
@@ -43,7 +44,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.logging import get_logger
-from common.messaging import Publisher, UnroutableError, claim_once, release_claim
+from common.messaging import (
+    Publisher,
+    RoutingBackoff,
+    UnroutableError,
+    claim_once,
+    has_consumers,
+    release_claim,
+)
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -58,6 +66,10 @@ __all__ = [
 ]
 
 NOTIFY_CHANNEL: Final = "murmur_outbox"
+
+# What became of one publish: confirmed, unroutable and nobody consumes the type (done too), or
+# unroutable although a service consumes it (its queue is not declared yet: retry later).
+PublishOutcome = Literal["sent", "no_consumers", "not_routable_yet"]
 
 _log = get_logger("common.outbox")
 
@@ -190,6 +202,7 @@ class OutboxRelay:
         cleanup_interval: float = 600.0,
         max_backoff: float = 30.0,
         stop_timeout: float = 10.0,
+        unroutable_backoff: float = 1.0,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
@@ -200,6 +213,7 @@ class OutboxRelay:
         self._cleanup_interval = cleanup_interval
         self._max_backoff = max_backoff
         self._stop_timeout = stop_timeout
+        self._routing = RoutingBackoff(initial_s=unroutable_backoff, max_s=max_backoff)
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_requested = asyncio.Event()
@@ -239,39 +253,61 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One pass: publish up to ``batch_size`` pending rows in order; returns how many.
 
-        Raises the publish error (after marking what was published) when RabbitMQ fails.
+        Raises the publish error (after marking what was published) when RabbitMQ fails. A row
+        returned as unroutable while a service consumes its type stays pending and is retried
+        with growing delay; until then the later rows of its aggregate wait, others go on.
         """
         failure: Exception | None = None
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(_OUTBOX.c.id, _OUTBOX.c.seq, _OUTBOX.c.payload, _OUTBOX.c.aggregate_id)
-                    .where(_OUTBOX.c.published_at.is_(None))
-                    .order_by(_OUTBOX.c.seq)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+        waiting_ids, waiting_aggregates = self._routing.waiting()
+        query = (
+            select(_OUTBOX.c.id, _OUTBOX.c.seq, _OUTBOX.c.payload, _OUTBOX.c.aggregate_id)
+            .where(_OUTBOX.c.published_at.is_(None))
+            .order_by(_OUTBOX.c.seq)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        if waiting_ids:
+            query = query.where(_OUTBOX.c.id.not_in(waiting_ids))
+        if waiting_aggregates:
+            query = query.where(
+                or_(
+                    _OUTBOX.c.aggregate_id.is_(None),
+                    _OUTBOX.c.aggregate_id.not_in(waiting_aggregates),
                 )
-            ).all()
+            )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(query)).all()
             if not rows:
                 return 0
             held_back = await self._aggregates_locked_elsewhere(conn, rows)
-            batch: list[tuple[str, EventEnvelope | None]] = []
+            retrying = self._routing.retrying()
+            retried: set[str] = set()
+            batch: list[tuple[str, str | None, EventEnvelope | None]] = []
             for row in rows:
                 if row.aggregate_id is not None and row.aggregate_id in held_back:
                     continue
+                if row.aggregate_id in retrying:
+                    if row.aggregate_id in retried:
+                        # The rest follows once the retried event went through (no repeated
+                        # duplicates of them while it keeps coming back).
+                        self._wake.set()
+                        continue
+                    retried.add(row.aggregate_id)
                 try:
-                    batch.append((row.id, EventEnvelope.model_validate(row.payload)))
+                    envelope: EventEnvelope | None = EventEnvelope.model_validate(row.payload)
                 except ValidationError as exc:
                     # Cannot happen for rows written by add_event; never let one block the rest.
                     _log.error("outbox_row_invalid", event_id=row.id, error=str(exc)[:500])
-                    batch.append((row.id, None))
+                    envelope = None
+                batch.append((row.id, row.aggregate_id, envelope))
             # Pipelined: publishes start in seq order and one channel keeps that order, while
             # the confirms are awaited together.
             results = await asyncio.gather(
-                *(self._publish(envelope) for _, envelope in batch), return_exceptions=True
+                *(self._publish(envelope) for _, _, envelope in batch), return_exceptions=True
             )
             done: list[str] = []
-            for (event_id, _), result in zip(batch, results, strict=True):
+            blocked: set[str] = set()
+            for (event_id, aggregate_id, envelope), result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
                     if not isinstance(result, Exception):
                         raise result
@@ -280,6 +316,17 @@ class OutboxRelay:
                     # tolerate the duplicates).
                     failure = result
                     break
+                if result == "not_routable_yet":
+                    assert envelope is not None
+                    self._defer(event_id, aggregate_id, envelope)
+                    # Left out of the next batch until due: go on with what comes after it.
+                    self._wake.set()
+                    if aggregate_id is not None:
+                        blocked.add(aggregate_id)
+                    continue
+                if aggregate_id is not None and aggregate_id in blocked:
+                    continue  # sent again after the event before it, as after a failure
+                self._routing.clear(event_id)
                 done.append(event_id)
             if done:
                 await conn.execute(
@@ -289,15 +336,28 @@ class OutboxRelay:
             raise failure
         return len(done)
 
-    async def _publish(self, envelope: EventEnvelope | None) -> None:
+    def _defer(self, event_id: str, aggregate_id: str | None, envelope: EventEnvelope) -> None:
+        delay = self._routing.defer(event_id, aggregate_id)
+        _log.warning(
+            "outbox_event_not_routable_yet",
+            event_id=event_id,
+            type=envelope.type,
+            attempt=self._routing.attempts(event_id),
+            retry_in=delay,
+        )
+
+    async def _publish(self, envelope: EventEnvelope | None) -> PublishOutcome:
         if envelope is None:
-            return
+            return "sent"
         try:
             await self._publisher.publish(envelope)
         except UnroutableError:
-            # No service consumes this type (e.g. user.email_verified): nothing to deliver.
-            # Consumers declare their queues at start-up, before any traffic.
-            _log.warning("outbox_event_unroutable", event_id=envelope.id, type=envelope.type)
+            if has_consumers(envelope.type):
+                return "not_routable_yet"
+            # Nobody consumes this type (e.g. user.email_verified): nothing to deliver.
+            _log.info("outbox_event_unconsumed", event_id=envelope.id, type=envelope.type)
+            return "no_consumers"
+        return "sent"
 
     async def purge_published(self) -> int:
         """Delete rows published more than the retention period ago; returns how many."""
@@ -340,6 +400,9 @@ class OutboxRelay:
                         _log.info("outbox_purged", rows=purged)
                 backoff = 0.0
                 wait = self._poll_interval
+                due = self._routing.next_due_in()
+                if due is not None:
+                    wait = min(wait, due + 0.01)
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), self._max_backoff)
                 wait = backoff

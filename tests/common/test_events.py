@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from common.events import (
+    CONSUMERS,
     EVENT_TYPES,
     EventDecodeError,
     EventEnvelope,
@@ -180,3 +181,14 @@ def test_time_helpers() -> None:
     assert float(to_ms(now)) == to_ms(now)
     plus_two = datetime(2026, 11, 22, 2, 13, 42, 123456, tzinfo=timezone(timedelta(hours=2)))
     assert format_timestamp(plus_two) == "2026-11-22T00:13:42.123Z"
+
+
+def test_every_event_type_has_a_consumers_entry_matching_the_architecture() -> None:
+    assert set(CONSUMERS) == set(EVENT_TYPES)
+    for consumers in CONSUMERS.values():
+        assert set(consumers) <= {"email", "feed", "network", "post"}
+    # Token-carrying events go to email_service only; user.email_verified to nobody.
+    assert CONSUMERS["user.verification_requested"] == ("email",)
+    assert CONSUMERS["user.password_reset_requested"] == ("email",)
+    assert CONSUMERS["user.email_verified"] == ()
+    assert set(CONSUMERS["user.deleted"]) == {"email", "feed", "network", "post"}

@@ -19,7 +19,17 @@ from fastapi import FastAPI, HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from common.db import SessionDep, create_engine, session_factory
-from common.events import EventEnvelope, PostUpdated, UserDeleted
+from common.events import (
+    EventEnvelope,
+    EventPayload,
+    PostUpdated,
+    UserDeleted,
+    UserEmailVerified,
+    UserPasswordResetRequested,
+    UserUpdated,
+    UserVerificationRequested,
+    consumers_of,
+)
 from common.messaging import Consumer, Publisher, declare_topology, queue_name
 from common.outbox import (
     NOTIFY_CHANNEL,
@@ -335,3 +345,112 @@ async def test_relay_is_woken_by_notify_and_its_listen_connection_comes_back(
         await admin.close()
         await relay.stop()
         await publisher.close()
+
+
+# --- events published before their consumer's queue exists -----------------------------
+
+
+async def _published(db: Database, event_id: str) -> bool:
+    async with db.engine.connect() as conn:
+        published_at = await conn.scalar(
+            sa.select(db.outbox.c.published_at).where(db.outbox.c.id == event_id)
+        )
+    return published_at is not None
+
+
+async def _add(db: Database, *payloads: EventPayload) -> list[str]:
+    ids = []
+    for payload in payloads:
+        async with db.sessions.begin() as session:
+            ids.append((await add_event(session, payload, producer="auth")).id)
+    return ids
+
+
+def _verification(user_id: str) -> UserVerificationRequested:
+    return UserVerificationRequested(
+        user_id=user_id, username=user_id, email=f"{user_id}@example.com", token="t-" + user_id
+    )
+
+
+async def test_event_committed_before_its_consumer_queue_exists_is_delivered_once_it_starts(
+    db: Database, vhost_url: str
+) -> None:
+    assert consumers_of("user.verification_requested") == ("email",)
+    assert consumers_of("user.email_verified") == ()
+    verification, verified, reset = await _add(
+        db,
+        _verification("u1"),
+        UserEmailVerified(user_id="u2"),  # nobody consumes it: must not wait for anyone
+        UserPasswordResetRequested(user_id="u1", username="u1", email="u1@x.io", token="r"),
+    )
+    relay, publisher = make_relay(db, vhost_url, unroutable_backoff=0.2)
+    received: list[str] = []
+
+    async def handle(envelope: EventEnvelope) -> None:
+        received.append(envelope.id)
+
+    consumer = Consumer(
+        vhost_url,
+        service="email",
+        handlers={"user.verification_requested": handle, "user.password_reset_requested": handle},
+    )
+    await relay.start()
+    try:
+        await eventually(lambda: _published(db, verified))
+        await asyncio.sleep(1.0)  # several retries meanwhile
+        assert await db.pending() == 2  # kept, not dropped
+
+        await consumer.start()  # email_service starts late and declares its queue
+        await eventually(until(lambda: len(received) >= 2))
+        await eventually(lambda: _is_zero(db.pending()))
+        await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
+        assert received == [verification, reset]  # once each, in order
+    finally:
+        await relay.stop()
+        await publisher.close()
+        await consumer.stop()
+
+
+async def test_an_aggregate_waiting_for_its_consumer_blocks_only_itself(
+    db: Database, vhost_url: str
+) -> None:
+    connection = await aio_pika.connect_robust(vhost_url)
+    channel = await connection.channel()
+    # feed is up, email is not.
+    feed = await declare_topology(channel, "feed", ["post.updated", "user.updated"])
+    waiting = await _add(db, *(_verification(f"u{i}") for i in range(5)))
+    later_of_u0 = await _add(db, UserUpdated(user_id="u0", username="u0", display_name="U0"))
+    others = await db.add_updates(6, aggregates=3)
+    (unconsumed,) = await _add(db, UserEmailVerified(user_id="u9"))
+    # Small batches: the waiting events must not keep the rest out of every batch.
+    relay, publisher = make_relay(db, vhost_url, batch_size=2, unroutable_backoff=0.5)
+    got: list[str] = []
+
+    async def feed_received(count: int) -> bool:
+        while (message := await feed.get(no_ack=True, fail=False)) is not None:
+            got.append(str(message.message_id))
+        return len(got) >= count
+
+    await relay.start()
+    try:
+        await eventually(lambda: feed_received(len(others)))
+        await eventually(lambda: _published(db, unconsumed))
+        await asyncio.sleep(1.0)
+        await feed_received(0)
+        # user.updated of u0 is routable, but waits behind u0's earlier event.
+        assert got == others
+        assert await db.pending() == len(waiting) + 1
+
+        await declare_topology(channel, "email", ["user.verification_requested"])
+        await eventually(lambda: _is_zero(db.pending()))
+        await eventually(lambda: feed_received(len(others) + 1))
+        assert got == others + later_of_u0
+        email = await channel.get_queue(queue_name("email"), ensure=False)
+        delivered = []
+        while (message := await email.get(no_ack=True, fail=False)) is not None:
+            delivered.append(str(message.message_id))
+        assert sorted(delivered) == sorted(waiting)
+    finally:
+        await relay.stop()
+        await publisher.close()
+        await connection.close()
