@@ -15,7 +15,7 @@ __all__ = ["AuthSettings"]
 class AuthSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore", env_file=None)
 
-    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_auth")
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_auth")
     redis_url: str = "redis://127.0.0.1:6379/0"
     run_workers: bool = True
 

@@ -13,7 +13,7 @@ __all__ = ["PostSettings"]
 class PostSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POST_", extra="ignore", env_file=None)
 
-    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_post")
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_post")
     run_workers: bool = True
     relay_poll_interval_s: float = 1.0
 

@@ -15,8 +15,8 @@ STATE_DIR = Path(__file__).resolve().parents[2] / ".murmur" / "platform"
 # The development backing services of `python -m deploy.local up`, at the ports of api.md.
 DEV_BACKING = Backing(
     database_urls={
-        "auth": "postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_auth",
-        "post": "postgresql+asyncpg://postgres@127.0.0.1:5432/murmur_post",
+        "auth": "postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_auth",
+        "post": "postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_post",
     },
     redis_url="redis://127.0.0.1:6379",
     amqp_url="amqp://guest:guest@127.0.0.1:5672/",
