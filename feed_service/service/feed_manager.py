@@ -30,6 +30,25 @@ _log = get_logger("feed_service.feeds")
 
 _CHUNK = 1000
 
+# Single-node fast path of ``insert``: one script call per batch instead of ~4 commands per
+# follower. KEYS: feed1, marker1, feed2, marker2, ... ARGV: cap, require_marker, score/member
+# pairs. Same effect as the pipelined path (skip missing markers, add, trim, marker's TTL).
+# A Redis Cluster cannot run it (its keys span slots), so cluster deployments pipeline.
+_BATCH_ADD_LUA = """
+local cap = tonumber(ARGV[1])
+local written = 0
+for i = 1, #KEYS, 2 do
+  local ttl = redis.call('PTTL', KEYS[i + 1])
+  if ARGV[2] == '0' or ttl ~= -2 then
+    for j = 3, #ARGV, 2 do redis.call('ZADD', KEYS[i], ARGV[j], ARGV[j + 1]) end
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(cap + 1))
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+    written = written + 1
+  end
+end
+return written
+"""
+
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
@@ -52,6 +71,7 @@ class FeedManager:
         self.settings = settings
         self.posts = posts
         self.network = network
+        self._batch_add = None if settings.redis_cluster else redis.register_script(_BATCH_ADD_LUA)
 
     def _pipeline(self) -> Any:
         # Non-transactional everywhere: on a cluster the pipeline is split per node, and every
@@ -68,15 +88,24 @@ class FeedManager:
     ) -> int:
         """Add ``entries`` to each user's built feed, pipelined; returns how many took them.
 
-        Two pipelined rounds rather than a script, because a cluster pipeline cannot carry
-        scripts: the markers' TTLs first (a missing marker = inactive or unbuilt feed, skipped;
-        it is rebuilt on its next read), then ZADD, trim to the cap and the marker's TTL on
-        the feed, so a feed expires together with its marker.
+        A missing marker (inactive or unbuilt feed) is skipped: that feed is rebuilt on its
+        next read. Written feeds are trimmed to the cap and get the marker's TTL, so a feed
+        expires together with its marker. On a single node one script call per chunk; on a
+        cluster (whose pipelines cannot carry scripts, and a chunk's keys span slots) two
+        pipelined rounds: the markers' TTLs, then ZADD, trim and PEXPIRE.
         """
         if not entries or not user_ids:
             return 0
         mapping = {member: score for member, score in entries}
         written = 0
+        if self._batch_add is not None:
+            args: list[Any] = [self.settings.feed_cap, "1" if require_marker else "0"]
+            for member, score in entries:
+                args += [score, member]
+            for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
+                batch_keys = [k for u in chunk for k in (keys.feed(u), keys.feed_meta(u))]
+                written += int(await self._batch_add(keys=batch_keys, args=args))
+            return written
         for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
             ttls: list[int] = [-1] * len(chunk)
             if require_marker:
