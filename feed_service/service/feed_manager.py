@@ -13,6 +13,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from redis.exceptions import LockError
+
+from common.errors import ServiceUnavailable
 from common.logging import get_logger
 from feed_service.repository import keys
 from feed_service.repository.redis import RedisClient
@@ -253,11 +256,15 @@ class FeedManager:
             timeout=self.settings.rebuild_lock_s,
             blocking_timeout=self.settings.rebuild_lock_s,
         )
-        async with lock:
-            if await self.is_built(user_id):
-                return False
-            await self.rebuild(user_id)
-            return True
+        try:
+            async with lock:
+                if await self.is_built(user_id):
+                    return False
+                await self.rebuild(user_id)
+                return True
+        except LockError as exc:
+            # Another reader's rebuild is still running after the wait: ask to come back.
+            raise ServiceUnavailable("The feed is being rebuilt", retry_after=2) from exc
 
     async def rebuild(self, user_id: str) -> int:
         """Regenerate the feed from the sources of truth; returns the entry count.
