@@ -36,13 +36,25 @@ class Lag:
 
 
 @dataclass
+class _Watch:
+    lag: Lag
+    followers: list[str]
+    hybrid: bool
+    probes: list[tuple[str, str]]
+
+
+@dataclass
 class VisibilityWatcher:
+    """Polls every tracked post in one pipeline per tick (one connection, whatever the load)."""
+
     redis: Any  # redis.asyncio client on feed_service's database
     batch: int  # feed_service's fan-out batch size (FEED_FANOUT_BATCH_SIZE)
     poll_s: float = 0.01
     timeout_s: float = 30.0
     lags: list[Lag] = field(default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _pending: list[_Watch] = field(default_factory=list)
+    _done: list[_Watch] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
 
     def track(
         self,
@@ -55,39 +67,48 @@ class VisibilityWatcher:
     ) -> None:
         lag = Lag(post_id, author_id, len(followers), created_at)
         self.lags.append(lag)
-        task = asyncio.create_task(self._watch(lag, sorted(followers), hybrid))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def wait(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks))
-
-    async def _watch(self, lag: Lag, followers: list[str], hybrid: bool) -> None:
-        member = keys.entry(lag.post_id, lag.author_id)
+        ordered = sorted(followers)
+        member = keys.entry(post_id, author_id)
         if hybrid:
             # Not fanned out: every follower's next read merges the author's post index.
-            probes = [(keys.author_posts(lag.author_id), member)]
+            probes = [(keys.author_posts(author_id), member)]
         else:
             ends = [
-                followers[min(start + self.batch, len(followers)) - 1]
-                for start in range(0, len(followers), self.batch)
+                ordered[min(start + self.batch, len(ordered)) - 1]
+                for start in range(0, len(ordered), self.batch)
             ]
             probes = [(keys.feed(f), member) for f in ends]
-        deadline = lag.created_at + self.timeout_s
-        while probes and time.monotonic() < deadline:
+        self._pending.append(_Watch(lag, ordered, hybrid, probes))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop())
+
+    async def wait(self) -> None:
+        """Until every tracked post is visible or timed out; then count missing deliveries."""
+        while self._task is not None and not self._task.done():
+            await self._task
+        for watch in self._done:
+            if not watch.hybrid:
+                member = keys.entry(watch.lag.post_id, watch.lag.author_id)
+                watch.lag.missing = await self._count_missing(watch.followers, member)
+        self._done.clear()
+
+    async def _loop(self) -> None:
+        while self._pending:
+            watches = list(self._pending)
             pipe = self.redis.pipeline(transaction=False)
-            for key, m in probes:
-                pipe.zscore(key, m)
-            scores = await pipe.execute()
+            for watch in watches:
+                for key, member in watch.probes:
+                    pipe.zscore(key, member)
+            scores = iter(await pipe.execute())
             now = time.monotonic()
-            probes = [p for p, s in zip(probes, scores, strict=True) if s is None]
-            if not probes:
-                lag.visible_at = now
-                break
+            for watch in watches:
+                watch.probes = [p for p in watch.probes if next(scores) is None]
+                if not watch.probes:
+                    watch.lag.visible_at = now
+                if not watch.probes or now > watch.lag.created_at + self.timeout_s:
+                    self._pending.remove(watch)
+                    self._done.append(watch)
             await asyncio.sleep(self.poll_s)
-        if not hybrid:
-            lag.missing = await self._count_missing(followers, member)
 
     async def _count_missing(self, followers: list[str], member: str) -> int:
         missing = 0

@@ -9,7 +9,7 @@ import random
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -57,11 +57,11 @@ class RunConfig:
 
     @property
     def mixed_rates(self) -> list[float]:
-        return [5, 10] if self.quick else [10, 20, 40, 60, 80, 120, 160]
+        return [5, 10] if self.quick else [10, 20, 30, 40, 60, 80, 120]
 
     @property
     def write_rates(self) -> list[float]:
-        return [5, 10] if self.quick else [5, 10, 20, 40, 60, 80]
+        return [5, 10] if self.quick else [2, 5, 10, 20, 30, 40]
 
     @property
     def growth_sizes(self) -> list[int]:
@@ -542,6 +542,15 @@ class Bench:
             "max_achieved_rps": max(r.summary().achieved_rps for r in ladder),
         }
 
+    async def _phase(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run one phase; a failure is recorded and the later phases still run."""
+        try:
+            await work
+        except Exception as exc:
+            _log(f"phase {name} failed: {exc!r}")
+            self.results.setdefault("errors", {})[name] = repr(exc)
+            await self.idle()
+
     async def execute(self) -> dict[str, Any]:
         started = time.monotonic()
         graph = load_edges(limit_nodes=self.config.graph_nodes)
@@ -577,13 +586,12 @@ class Bench:
         _log("platform up; loading the graph through the API")
         await self.load_graph(graph)
         mixed = {"home_feed": 0.6, "user_timeline": 0.3, "new_post": 0.1}
-        await self.ladder("mixed", mixed, self.config.mixed_rates)
-        await self.ladder(
-            "read", {"home_feed": 0.67, "user_timeline": 0.33}, self.config.mixed_rates
-        )
-        await self.ladder("write", {"new_post": 1.0}, self.config.write_rates)
-        await self.growth()
-        await self.baselines()
+        reads = {"home_feed": 0.67, "user_timeline": 0.33}
+        await self._phase("mixed", self.ladder("mixed", mixed, self.config.mixed_rates))
+        await self._phase("read", self.ladder("read", reads, self.config.mixed_rates))
+        await self._phase("write", self.ladder("write", {"new_post": 1.0}, self.config.write_rates))
+        await self._phase("growth", self.growth())
+        await self._phase("baselines", self.baselines())
         self.results["meta"]["duration_s"] = time.monotonic() - started
         return self.results
 
