@@ -19,6 +19,7 @@ __all__ = [
     "PendingEvent",
     "add_event",
     "claim_batch",
+    "defer_events",
     "delete_events",
     "release_claims",
 ]
@@ -28,6 +29,7 @@ __all__ = [
 class PendingEvent:
     id: str
     payload: str
+    aggregate_id: str | None = None
 
 
 async def add_event(
@@ -49,19 +51,27 @@ async def add_event(
 
 
 async def claim_batch(
-    tx: AsyncManagedTransaction, *, relay_id: str, now_ms: int, until_ms: int, limit: int
+    tx: AsyncManagedTransaction,
+    *,
+    relay_id: str,
+    now_ms: int,
+    until_ms: int,
+    limit: int,
+    exclude_aggregates: list[str] | None = None,
 ) -> list[PendingEvent]:
     """Claim up to ``limit`` unclaimed (or expired) events, in per-aggregate order.
 
     An event is left for a later pass while an earlier event of its aggregate is outside this
     batch (claimed by another relay, or cut off by the limit), so each aggregate's events are
     published in order even with several relays. ``_lock`` takes each node's write lock before
-    the claim is re-checked, so two relays never both claim one event.
+    the claim is re-checked, so two relays never both claim one event. ``exclude_aggregates``
+    (waiting for a consumer's queue) are left out before the limit, so they cannot fill it.
     """
     result = await tx.run(
         """
         MATCH (e:OutboxEvent)
-        WHERE e.claimed_until IS NULL OR e.claimed_until < $now_ms
+        WHERE (e.claimed_until IS NULL OR e.claimed_until < $now_ms)
+          AND (e.aggregate_id IS NULL OR NOT e.aggregate_id IN $exclude)
         WITH e ORDER BY e.created_at, e.seq LIMIT $limit
         WITH collect(e) AS batch
         UNWIND batch AS e
@@ -76,15 +86,21 @@ async def claim_batch(
             e.claimed_until = CASE WHEN free THEN $until_ms ELSE e.claimed_until END
         REMOVE e._lock
         WITH e WHERE free
-        RETURN e.id AS id, e.payload AS payload
+        RETURN e.id AS id, e.payload AS payload, e.aggregate_id AS aggregate_id
         ORDER BY e.aggregate_id, e.seq
         """,
         relay_id=relay_id,
         now_ms=now_ms,
         until_ms=until_ms,
         limit=limit,
+        exclude=exclude_aggregates or [],
     )
-    return [PendingEvent(id=record["id"], payload=record["payload"]) async for record in result]
+    return [
+        PendingEvent(
+            id=record["id"], payload=record["payload"], aggregate_id=record["aggregate_id"]
+        )
+        async for record in result
+    ]
 
 
 async def delete_events(tx: AsyncManagedTransaction, *, relay_id: str, ids: list[str]) -> None:
@@ -107,5 +123,22 @@ async def release_claims(tx: AsyncManagedTransaction, *, relay_id: str, ids: lis
         SET e.claimed_by = null, e.claimed_until = null
         """,
         ids=ids,
+        relay_id=relay_id,
+    )
+
+
+async def defer_events(
+    tx: AsyncManagedTransaction, *, relay_id: str, until: dict[str, int]
+) -> None:
+    """Keep claimed events (``id -> ms``) out of every relay's batches until then: the broker
+    returned them because their consumer has not declared its queue yet. The later events of
+    their aggregates wait too (``claim_batch`` keeps per-aggregate order)."""
+    await tx.run(
+        """
+        UNWIND $items AS item
+        MATCH (e:OutboxEvent {id: item.id}) WHERE e.claimed_by = $relay_id
+        SET e.claimed_until = item.until
+        """,
+        items=[{"id": event_id, "until": ms} for event_id, ms in until.items()],
         relay_id=relay_id,
     )

@@ -138,6 +138,8 @@ async def test_user_deleted_removes_node_relationships_and_list_entries(
 ) -> None:
     for user_id in ("gone", "a", "b"):
         await register(user_id)
+    # feed_service is up: the follows are delivered, so the unfollows behind them can be too.
+    await bind_queue("user.followed")
     await follow(network, "gone", "a")
     await follow(network, "gone", "b")
     await follow(network, "a", "gone")
