@@ -9,6 +9,7 @@ from sqlalchemy import Select, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from post_service.models import Author, Comment, Post
+from post_service.repository.errors import references_must_exist
 from post_service.schemas import Comment as CommentView
 from post_service.schemas import UserSummary
 
@@ -38,12 +39,14 @@ class CommentRepository:
     async def add(
         self, *, comment_id: str, post_id: str, author_id: str, content: str, at: datetime
     ) -> None:
+        """Raises MissingReference when the post was deleted after the caller looked it up."""
         self.session.add(
             Comment(
                 id=comment_id, post_id=post_id, author_id=author_id, content=content, created_at=at
             )
         )
-        await self.session.flush()
+        with references_must_exist():
+            await self.session.flush()
 
     async def get_owned(self, comment_id: str) -> OwnedComment | None:
         row = (

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from post_service.models import Author, Like, Post
+from post_service.repository.errors import references_must_exist
 from post_service.schemas import UserSummary
 
 __all__ = ["LikeKey", "LikeRepository"]
@@ -26,13 +27,17 @@ class LikeRepository:
         self.session = session
 
     async def add(self, post_id: str, user_id: str, at: datetime) -> bool:
-        """True when the like is new (so it is counted and announced once)."""
-        inserted = await self.session.scalar(
-            insert(Like)
-            .values(post_id=post_id, user_id=user_id, created_at=at)
-            .on_conflict_do_nothing(index_elements=[Like.post_id, Like.user_id])
-            .returning(Like.post_id)
-        )
+        """True when the like is new (so it is counted and announced once).
+
+        Raises MissingReference when the post was deleted after the caller looked it up.
+        """
+        with references_must_exist():
+            inserted = await self.session.scalar(
+                insert(Like)
+                .values(post_id=post_id, user_id=user_id, created_at=at)
+                .on_conflict_do_nothing(index_elements=[Like.post_id, Like.user_id])
+                .returning(Like.post_id)
+            )
         return inserted is not None
 
     async def remove(self, post_id: str, user_id: str) -> bool:

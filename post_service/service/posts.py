@@ -28,6 +28,7 @@ from post_service.events.outbox import emit
 from post_service.models import Author
 from post_service.repository.authors import AuthorRepository
 from post_service.repository.comments import CommentRepository
+from post_service.repository.errors import MissingReference
 from post_service.repository.idempotency import IdempotencyRepository
 from post_service.repository.likes import LikeRepository
 from post_service.repository.posts import PostKey, PostRepository
@@ -258,7 +259,11 @@ class PostService:
         post = await self.posts.get(post_id)
         if post is None:
             raise NotFound("Post not found")
-        if await self.likes.add(post_id, author.id, utcnow()):
+        try:
+            added = await self.likes.add(post_id, author.id, utcnow())
+        except MissingReference as exc:
+            raise NotFound("Post not found") from exc  # deleted meanwhile
+        if added:
             await self.posts.add_to_counters(post_id, likes=1)
             await emit(
                 self.session,
@@ -307,13 +312,16 @@ class PostService:
             if existing is not None:
                 return existing
         comment_id = new_id()
-        await self.comments.add(
-            comment_id=comment_id,
-            post_id=post_id,
-            author_id=author.id,
-            content=data.content,
-            at=utcnow(),
-        )
+        try:
+            await self.comments.add(
+                comment_id=comment_id,
+                post_id=post_id,
+                author_id=author.id,
+                content=data.content,
+                at=utcnow(),
+            )
+        except MissingReference as exc:
+            raise NotFound("Post not found") from exc  # deleted meanwhile
         await self.posts.add_to_counters(post_id, comments=1)
         await self._remember(author.id, scope, idempotency_key, body, comment_id)
         await emit(
