@@ -90,8 +90,11 @@ async def test_100k_follower_fan_out_is_shared_by_two_workers(harness_factory: A
         await h.runtime.events.post_created(envelope)
         published = time.perf_counter()
 
+        active = FOLLOWERS - FOLLOWERS // INACTIVE_EVERY
+
         async def done() -> bool:
-            return sum(w.batches for w in workers) >= FOLLOWERS // 1000
+            # A batch may be redelivered (at-least-once) and written twice, harmlessly.
+            return sum(w.deliveries for w in workers) >= active
 
         await eventually(done, timeout=240, interval=0.01)
         finished = time.perf_counter()
@@ -99,8 +102,7 @@ async def test_100k_follower_fan_out_is_shared_by_two_workers(harness_factory: A
         for worker in workers:
             await worker.stop()
     assert all(w.batches > 0 for w in workers), [w.batches for w in workers]
-    active = FOLLOWERS - FOLLOWERS // INACTIVE_EVERY
-    assert sum(w.deliveries for w in workers) == active
+    assert sum(w.batches for w in workers) >= FOLLOWERS // 1000
     assert await _missing(h, followers, member) == (0, 0)
     elapsed = finished - started
     print(
