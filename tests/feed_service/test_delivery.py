@@ -307,3 +307,26 @@ async def test_hybrid_gives_the_same_feed_and_pages_as_full_fan_out(harness_fact
     assert results["hybrid"]["big_stored"] == [], "hybrid leaves them out of the feed"
     assert results["hybrid"]["pages"] == results["fanout"]["pages"]
     assert len(results["fanout"]["pages"][100][0]) == 23
+
+
+async def test_feeds_are_capped_and_keep_the_newest(harness_factory: Any) -> None:
+    h: FeedHarness = await harness_factory(run_workers=False, feed_cap=3)
+    (a, an), (b, bn) = _people(["alice", "bob"])
+    h.graph.known |= {a, b}
+    bob = User(b, bn, h.tokens.mint(b, bn))
+    for uid, name in ((a, an), (b, bn)):
+        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
+        await _deliver(h, _env(registered))
+    await h.feed_page(bob)
+    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    now = utcnow()
+    post_ids = [new_id() for _ in range(5)]
+    for n, post_id in enumerate(post_ids):
+        created = now + timedelta(milliseconds=n)
+        await _deliver(
+            h, _env(PostCreated(post_id=post_id, author_id=a, content=f"{n}", created_at=created))
+        )
+    assert await h.redis.zcard(f"feed:{{u:{b}}}") == 3
+    assert await h.feed_ids(bob) == list(reversed(post_ids))[:3]
+    # Every entry names its author.
+    assert all(m.endswith(":" + a) for m in await h.redis.zrange(f"feed:{{u:{b}}}", 0, -1))
