@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.stats import Summary, sustainable_rate
+
 __all__ = ["render"]
 
 NOTES = Path(__file__).with_name("notes.md")
@@ -171,6 +173,15 @@ def _plot_growth(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _max_throughput(workload: dict[str, Any]) -> float | None:
+    rates = [
+        st["all"]["achieved_rps"]
+        for st in workload["steps"]
+        if st["all"]["count"] and st["all"]["errors"] / st["all"]["count"] < 0.01
+    ]
+    return max(rates, default=None)
+
+
 def _at_sustainable(workload: dict[str, Any], kind: str) -> dict[str, Any] | None:
     rate = workload["sustainable_rps"].get("all")
     for step in workload["steps"]:
@@ -182,8 +193,29 @@ def _at_sustainable(workload: dict[str, Any], kind: str) -> dict[str, Any] | Non
     return None
 
 
+def _recompute_sustainable(r: dict[str, Any]) -> None:
+    """Sustainable rates from the recorded steps, by the current definition in bench.stats."""
+
+    def summary(d: dict[str, Any]) -> Summary:
+        return Summary(**{k: d[k] for k in Summary.__dataclass_fields__})
+
+    for workload in r.get("workloads", {}).values():
+        steps = workload["steps"]
+        kinds = {k for st in steps for k in st["kinds"]}
+        sus: dict[str, float | None] = {
+            k: sustainable_rate([summary(st["kinds"][k]) for st in steps if k in st["kinds"]])
+            for k in kinds
+        }
+        sus["all"] = sustainable_rate([summary(st["all"]) for st in steps])
+        workload["sustainable_rps"] = sus
+    bare = r.get("baselines", {}).get("bare_fastapi")
+    if bare:
+        bare["sustainable_rps"] = sustainable_rate([summary(st["all"]) for st in bare["steps"]])
+
+
 def render(results_path: Path, doc: Path, img: Path) -> None:
     r: dict[str, Any] = json.loads(results_path.read_text())
+    _recompute_sustainable(r)
     img.mkdir(parents=True, exist_ok=True)
     _plot_latency(r, img / "bench-latency.png")
     _plot_fanout(r, img / "bench-fanout-cdf.png")
@@ -219,16 +251,29 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
     if mixed:
         sus = mixed["sustainable_rps"]
         at = _at_sustainable(mixed, "home_feed")
+        best = min(mixed["steps"], key=lambda st: st["all"]["p99_ms"])
         rows.append(
             [
                 "mixed workload: highest offered rate with p99 < 100 ms (all requests)",
                 "-",
-                _f(sus.get("all"), 0) + " req/s",
+                (_f(sus.get("all"), 0) + " req/s")
+                if sus.get("all") is not None
+                else f"none; best step {best['rate']:.0f} req/s with p99 "
+                f"{_f(best['all']['p99_ms'])} ms",
             ]
         )
         rows.append(
             [
-                "home-feed read p99 at that rate",
+                "mixed workload: highest throughput with < 1 % errors",
+                "-",
+                _f(_max_throughput(mixed), 0) + " req/s",
+            ]
+        )
+        if at is None:
+            at = {**best["kinds"]["home_feed"], "fanout": best.get("fanout")}
+        rows.append(
+            [
+                "home-feed read p99 at that rate (or at the best step)",
                 "< 50 ms",
                 _f(at["p99_ms"]) + " ms" if at else "-",
             ]
@@ -278,12 +323,14 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
     if fan_read:
         api = fan_read["api_home_feed"]["p99_ms"]
         pg = fan_read["pg_join"]["p99_ms"]
+        zrev = fan_read["redis_zrevrange"]["p99_ms"]
         rows.append(
             [
                 "home-feed p99 vs fan-out on read, reader following "
                 f"{fan_read['reader_followees']}",
                 ">= 10x faster",
-                f"{_f(api)} ms (API) vs {_f(pg)} ms (SQL alone): {_ratio(pg, api)}",
+                f"{_f(api)} ms (whole API request) vs {_f(pg)} ms (SQL alone): "
+                f"{_ratio(pg, api)}; Redis read alone {_f(zrev, 2)} ms: {_ratio(pg, zrev)}",
             ]
         )
     add(_table(["measure", "target", "measured"], rows) + "\n")
@@ -298,6 +345,11 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
         "figures are therefore low; the ratios against baselines measured in the same run are "
         "the meaningful part."
     )
+    if "loadavg_start" in meta:
+        add(
+            f"- Load average (1, 5, 15 min) at the start {meta['loadavg_start']}, at the end "
+            f"{meta.get('loadavg_end')}: the other work on the machine during the run."
+        )
     add(
         "- Versions: "
         + "; ".join(f"{k} {v}" for k, v in versions.items())
@@ -324,9 +376,11 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
         "undirected edge followed in both directions, as DeathStarBench's loader does; followers "
         f"per user median {g.get('followers_median')}, max {g.get('followers_max')}). Loaded "
         "through the gateway: registration + login "
-        f"{_f(load.get('register_login_s'))} s ({_f(load.get('registrations_per_s'))}/s), follows "
-        f"{_f(load.get('follow_s'))} s ({_f(load.get('follows_per_s'))}/s), events settled "
-        f"{_f(load.get('events_settled_s'))} s later; then every user read their feed once (so "
+        f"{_f(load.get('register_login_s'))} s ({_f(load.get('registrations_per_s'))}/s); "
+        f"{load.get('api_follows')} follows through the API in {_f(load.get('follow_s'))} s "
+        f"({_f(load.get('follows_per_s'))}/s) and the other {load.get('direct_follows')} "
+        f"straight into Neo4j in {_f(load.get('direct_follows_s'))} s (see the notes below); "
+        "then every user read their feed once (so "
         f"every feed is built, as an active user's is) and {load.get('seed_posts')} posts (one "
         "per user) were written before measuring."
     )
@@ -340,7 +394,7 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
         "`GET /users/{id}/posts?limit=10`, 10 % `POST /posts` (DeathStarBench's mix); read = "
         "the two reads 2:1; write = posts only. Errors (non-2xx, timeouts after 10 s, requests "
         "refused by the generator with 512 in flight) are counted apart and not in latencies. "
-        "The sustainable rate is the highest offered rate, climbing the ladder, with p99 under "
+        "The sustainable rate is the highest offered rate of the ladder with p99 under "
         "100 ms and under 1 % errors."
     )
     add(
@@ -466,19 +520,19 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
                 "Redis ZREVRANGE 0 9, pipelined",
                 f"{_f(tool.get('zrevrange_per_s'), 0)}/s (redis-benchmark); "
                 f"{_f(py.get('zrevrange_per_s'), 0)}/s (redis-py)",
-                "home-feed reads/s at the mixed sustainable rate: "
-                + _f((mixed or {}).get("sustainable_rps", {}).get("home_feed"), 0),
+                "home-feed reads are one ZREVRANGE each plus hydration: Redis is not the "
+                "bound at these rates",
             ]
         )
     if bare:
-        ours = (read or {}).get("sustainable_rps", {}).get("all")
+        ours = _max_throughput(read) if read else None
         rows.append(
             [
                 "bare FastAPI/uvicorn endpoint (one process, ten-post JSON, no gateway)",
                 f"sustainable {_f(bare.get('sustainable_rps'), 0)}/s, max achieved "
                 f"{_f(bare.get('max_achieved_rps'), 0)}/s",
-                f"read workload sustainable {_f(ours, 0)}/s = "
-                f"{_ratio(ours, bare.get('sustainable_rps'))}",
+                f"read workload max throughput (< 1 % errors) {_f(ours, 0)}/s = "
+                f"{_ratio(ours, bare.get('max_achieved_rps'))} of the bare maximum",
             ]
         )
     if fan_read:

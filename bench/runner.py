@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform as pyplatform
 import random
 import shutil
@@ -557,6 +558,8 @@ class Bench:
         self.results["meta"] = {
             "started_at": datetime.now(UTC).isoformat(),
             "quick": self.config.quick,
+            # Other processes on the machine (other test runs) show up here.
+            "loadavg_start": list(os.getloadavg()),
             "machine": machine(),
             "python": pyplatform.python_version(),
             "packages": {
@@ -593,6 +596,7 @@ class Bench:
         await self._phase("growth", self.growth())
         await self._phase("baselines", self.baselines())
         self.results["meta"]["duration_s"] = time.monotonic() - started
+        self.results["meta"]["loadavg_end"] = list(os.getloadavg())
         return self.results
 
 
