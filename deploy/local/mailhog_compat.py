@@ -22,6 +22,7 @@ import email
 import email.message
 import email.policy
 import html
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +154,33 @@ def _listing(messages: list[Message], request: Request) -> JSONResponse:
     )
 
 
+def _render_message(raw: str) -> str:
+    parsed = email.message_from_string(raw, policy=email.policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    head = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(parsed.get(name, '')))}</td></tr>"
+        for name in ("Subject", "From", "To", "Date", "Message-ID")
+    )
+    parts = []
+    html_part = parsed.get_body(preferencelist=("html",))
+    if html_part is not None:
+        # srcdoc keeps the mail's markup away from this page; links open at the top level.
+        parts.append(
+            "<h2>HTML</h2><iframe style='width:100%;height:22em;border:1px solid #ccc' "
+            "sandbox='allow-popups allow-top-navigation-by-user-activation' "
+            f"srcdoc='{html.escape(html_part.get_content())}'></iframe>"
+        )
+    text_part = parsed.get_body(preferencelist=("plain",))
+    if text_part is not None:
+        text = html.escape(text_part.get_content())
+        linked = re.sub(r"(https?://[^\s<>&]+(?:&amp;[^\s<>&]+)*)", r"<a href='\1'>\1</a>", text)
+        parts.append(f"<h2>Text</h2><pre style='white-space:pre-wrap'>{linked}</pre>")
+    return (
+        "<!doctype html><title>MailHog (Murmur dev)</title><p><a href='/'>&larr; all mail</a></p>"
+        f"<table>{head}</table>{''.join(parts)}"
+    )
+
+
 def build_app(store: Store) -> Starlette:
     async def v2_messages(request: Request) -> Response:
         return _listing(store.newest_first(), request)
@@ -185,7 +213,9 @@ def build_app(store: Store) -> Starlette:
         rows = "".join(
             f"<tr><td>{html.escape(m.created.isoformat())}</td>"
             f"<td>{html.escape(m.mail_from)}</td><td>{html.escape(', '.join(m.rcpt_to))}</td>"
-            f"<td>{html.escape(' '.join(_content(m.data)['Headers'].get('Subject', [])))}</td></tr>"
+            f"<td><a href='/view/{html.escape(m.id)}'>"
+            f"{html.escape(' '.join(_content(m.data)['Headers'].get('Subject', [])) or '(none)')}"
+            "</a></td></tr>"
             for m in store.newest_first()
         )
         return HTMLResponse(
@@ -193,9 +223,18 @@ def build_app(store: Store) -> Starlette:
             f"<table><tr><th>When</th><th>From</th><th>To</th><th>Subject</th></tr>{rows}</table>"
         )
 
+    async def view(request: Request) -> Response:
+        """One message: headers, its HTML part in a sandboxed frame, and its text part."""
+        wanted = request.path_params["id"]
+        message = next((m for m in store.messages if m.id == wanted), None)
+        if message is None:
+            return HTMLResponse("<!doctype html><p>No such message.</p>", status_code=404)
+        return HTMLResponse(_render_message(message.data))
+
     return Starlette(
         routes=[
             Route("/", index),
+            Route("/view/{id}", view),
             Route("/api/v2/messages", v2_messages),
             Route("/api/v2/search", v2_search),
             Route("/api/v1/messages", v1_messages, methods=["GET", "DELETE"]),

@@ -150,13 +150,22 @@ def test_mailhog_catches_mail(state_dir: Path) -> None:
         message["From"] = "murmur@example.org"
         message["To"] = "Alice <alice@example.org>"
         message["Subject"] = "Welcome"
-        message.set_content("Confirm your address")
-        message.add_alternative("<p>Confirm your address</p>", subtype="html")
+        message.set_content("Confirm: http://127.0.0.1:8080/verify?token=abc")
+        message.add_alternative(
+            "<p><a href='http://127.0.0.1:8080/verify?token=abc'>Confirm</a></p>", subtype="html"
+        )
         with smtplib.SMTP(server.smtp_host, server.smtp_port) as smtp:
             smtp.send_message(message)
         listing = httpx.get(f"{server.api_url}/api/v2/messages").json()
         assert listing["total"] == 1
         item = listing["items"][0]
+        # The UI lists the mail and shows it with its link clickable.
+        index = httpx.get(f"{server.api_url}/").text
+        assert f"/view/{item['ID']}" in index and "Welcome" in index
+        page = httpx.get(f"{server.api_url}/view/{item['ID']}").text
+        assert "<a href='http://127.0.0.1:8080/verify?token=abc'>" in page
+        assert "srcdoc=" in page
+        assert httpx.get(f"{server.api_url}/view/nope").status_code == 404
         assert item["Content"]["Headers"]["Subject"] == ["Welcome"]
         assert item["To"][0] == {
             "Relays": None,
