@@ -36,6 +36,21 @@ redis.call('HSET', KEYS[1], 'content', ARGV[1], 'edited_at', ARGV[2])
 return 1
 """
 
+# KEYS: post hash, likes seen-set, comments seen-set. ARGV: ttl, field/value pairs.
+# Creates the hash only if absent (an edit or like may already have landed on a cached copy),
+# atomically with its counts taken from the seen-sets: deliveries run concurrently, so a like
+# or comment handled before (or while) post.created is counted, and a redelivered
+# post.created can never reset counts already applied.
+_CREATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local fields = {}
+  for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], 'like_count', redis.call('SCARD', KEYS[2]),
+    'comment_count', redis.call('SCARD', KEYS[3]), unpack(fields))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+"""
+
 # KEYS: post hash, seen-set. ARGV: member, delta (1/-1), counter field, ttl.
 # The seen-set makes counting idempotent: a redelivered like changes nothing.
 _COUNT_LUA = """
@@ -73,6 +88,7 @@ class PostCache:
         self.redis = redis
         self.settings = settings
         self.source = source
+        self._create = redis.register_script(_CREATE_LUA)
         self._update = redis.register_script(_UPDATE_LUA)
         self._count = redis.register_script(_COUNT_LUA)
 
@@ -81,7 +97,7 @@ class PostCache:
         return bool(await self.redis.exists(keys.tombstone(post_id)))
 
     async def store_created(self, event: PostCreated) -> None:
-        fields: dict[str | bytes, bytes | float | int | str] = {
+        fields: dict[str, float | int | str] = {
             "author_id": event.author_id,
             "content": event.content,
             "created_at": to_ms(event.created_at),
@@ -89,16 +105,12 @@ class PostCache:
             "reply_to_id": event.reply_to_id or "",
             "hashtags": json.dumps(event.hashtags),
             "mention_ids": json.dumps(event.mention_ids),
-            "like_count": 0,
-            "comment_count": 0,
         }
-        key = keys.post(event.post_id)
-        pipe = self.redis.pipeline(transaction=False)
-        # HSETNX-like: an edit or like may already have landed on a cached copy.
-        if not await self.redis.exists(key):
-            pipe.hset(key, mapping=fields)
-        pipe.expire(key, self.settings.post_cache_ttl_s)
-        await pipe.execute()
+        post_id = event.post_id
+        await self._create(
+            keys=[keys.post(post_id), keys.post_likes(post_id), keys.post_comments(post_id)],
+            args=[self.settings.post_cache_ttl_s, *(x for kv in fields.items() for x in kv)],
+        )
         if event.author_username is not None:
             await self.upsert_user(
                 event.author_id,

@@ -330,3 +330,46 @@ async def test_feeds_are_capped_and_keep_the_newest(harness_factory: Any) -> Non
     assert await h.feed_ids(bob) == list(reversed(post_ids))[:3]
     # Every entry names its author.
     assert all(m.endswith(":" + a) for m in await h.redis.zrange(f"feed:{{u:{b}}}", 0, -1))
+
+
+async def test_likes_and_comments_consumed_before_their_post_are_counted(
+    harness_factory: Any,
+) -> None:
+    """The consumer runs deliveries concurrently, so a like or comment can be handled before
+    (or while) its post.created is: the counts must still come out right, duplicates included."""
+    h: FeedHarness = await harness_factory(run_workers=False)
+    (a, an), (b, bn) = _people(["alice", "bob"])
+    h.graph.known |= {a, b}
+    bob = User(b, bn, h.tokens.mint(b, bn))
+    for uid, name in ((a, an), (b, bn)):
+        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
+        await _deliver(h, _env(registered))
+    await h.feed_page(bob)
+    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+
+    early = new_id()
+    await _deliver(h, _env(PostLiked(post_id=early, post_author_id=a, user_id=b)), times=2)
+    commented = CommentCreated(comment_id=new_id(), post_id=early, post_author_id=a, author_id=b)
+    await _deliver(h, _env(commented), times=2)
+    created = _env(PostCreated(post_id=early, author_id=a, content="late", created_at=utcnow()))
+    await _deliver(h, created, times=3)
+
+    racing = new_id()
+    created = _env(
+        PostCreated(
+            post_id=racing,
+            author_id=a,
+            content="racing",
+            created_at=utcnow() + timedelta(milliseconds=5),
+        )
+    )
+    liked = _env(PostLiked(post_id=racing, post_author_id=a, user_id=b))
+    handlers = h.runtime.events.handlers()
+    await asyncio.gather(
+        *(handlers["post.created"](created) for _ in range(3)),
+        *(handlers["post.liked"](liked) for _ in range(2)),
+    )
+
+    items = (await h.feed_page(bob))["items"]
+    counts = [(p["id"], p["like_count"], p["comment_count"], p["liked_by_me"]) for p in items]
+    assert counts == [(racing, 1, 0, True), (early, 1, 1, True)]
