@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
+
+from common import migrations
 
 __all__ = ["alembic_config", "upgrade"]
 
@@ -13,17 +14,9 @@ _HERE = Path(__file__).resolve().parent
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(_HERE))
-    # Files named by date and slug, so the history reads in order in a directory listing.
-    config.set_main_option(
-        "file_template",
-        "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s",
-    )
-    config.attributes["database_url"] = database_url
-    return config
+    return migrations.alembic_config(_HERE, database_url)
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to ``revision``; sync, so async code calls it in a thread."""
-    command.upgrade(alembic_config(database_url), revision)
+    migrations.upgrade(_HERE, database_url, revision)
