@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -47,13 +46,6 @@ async def _outbox_relay(settings: AuthSettings, engine_url: str) -> AsyncIterato
         await engine.dispose()
 
 
-def _quiet_frame_loggers() -> None:
-    """Cap the AMQP and SMTP client loggers at INFO: at DEBUG they print raw frames and mail
-    data, which hold verification and reset tokens."""
-    for name in ("aiormq", "aio_pika", "aiosmtplib"):
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
 
@@ -94,7 +86,6 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Identity: accounts, credentials, access and refresh tokens.",
     )
-    _quiet_frame_loggers()
     # Built now, not in the lifespan: a production deployment without a key fails to start.
     app.state.keys = KeyRing.from_settings(settings)
     return app
@@ -103,6 +94,5 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 async def run_worker(settings: AuthSettings | None = None) -> None:
     """The outbox relay alone, without HTTP (``python -m auth_service worker``)."""
     settings = settings or AuthSettings()
-    _quiet_frame_loggers()
     async with _outbox_relay(settings, settings.database_url.get_secret_value()):
         await asyncio.Event().wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -75,13 +74,6 @@ async def _running_consumer(settings: EmailSettings, mailer: Mailer) -> AsyncIte
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _quiet_frame_loggers() -> None:
-    """Cap the AMQP and SMTP client loggers at INFO: at DEBUG they print raw frames and mail
-    data, which hold verification and reset tokens."""
-    for name in ("aiormq", "aio_pika", "aiosmtplib"):
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
 def create_app(settings: EmailSettings | None = None) -> FastAPI:
     settings = settings or EmailSettings()
 
@@ -108,14 +100,12 @@ def create_app(settings: EmailSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Sends account mail (welcome, verification, password reset) from events.",
     )
-    _quiet_frame_loggers()
     return app
 
 
 async def run_worker(settings: EmailSettings | None = None) -> None:
     """The consumer alone, without HTTP (``python -m email_service worker``)."""
     settings = settings or EmailSettings()
-    _quiet_frame_loggers()
     client = redis.from_url(settings.redis_url)
     try:
         async with _running_consumer(settings, build_mailer(settings, client)):
