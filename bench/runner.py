@@ -624,12 +624,11 @@ def _collect_profiles(
             for frame in set(stack.split(";")):
                 inclusive[frame] = inclusive.get(frame, 0) + count
         ranked = sorted(inclusive.items(), key=lambda kv: kv[1], reverse=True)
+        own = ("auth_service/", "post_service/", "network_service/", "feed_service/", "common/")
         interesting = [
             (frame, n)
             for frame, n in ranked
-            if "site-packages" not in frame
-            and "/lib/python3" not in frame
-            and "<module>" not in frame
+            if frame.rpartition("(")[2].startswith(own) and "__main__" not in frame
         ]
         result[service] = {
             "samples": total,
