@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: up down status deps test lint backing-up backing-down platform-up platform-down
+.PHONY: up down status deps test lint bench bench-smoke backing-up backing-down platform-up platform-down
 
 up: backing-up platform-up
 
@@ -43,3 +43,16 @@ lint: deps
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 	lint-imports
+
+# The benchmark (docs/benchmarks.md): a private platform on free ports, the socfb-Reed98 graph,
+# open-loop load, fan-out lag, baselines; about 11 minutes. Not part of `make test`.
+BENCH_OUT ?= bench/results/latest.json
+
+bench: deps
+	$(PYTHON) -m pip install -q -e '.[bench]'
+	$(PYTHON) -m bench run --out $(BENCH_OUT)
+	$(PYTHON) -m bench report $(BENCH_OUT)
+
+# A few seconds: the load generator, the statistics and the fan-out watcher (also in make test).
+bench-smoke: deps
+	$(PYTHON) -m pytest -q tests/bench

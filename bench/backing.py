@@ -113,11 +113,7 @@ class BenchStack:
     def restart_service(self, service: str, env: Mapping[str, str]) -> None:
         """Restart one service with a new environment (e.g. the feed with another threshold)."""
         assert self.platform is not None
-        pid = self.platform.pid_of(service)
-        if pid is not None:
-            from deploy.platform.runner import _terminate
-
-            _terminate(pid)
+        self.platform.stop_service(service)
         self.platform.extra_env = dict(env)
         self.platform.start(180.0)
 

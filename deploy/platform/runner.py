@@ -161,10 +161,14 @@ class Platform:
 
     def stop(self) -> None:
         for name in ("gateway", *reversed(SERVICES)):
-            pid = self.pid_of(name)
-            if pid is not None:
-                _terminate(pid)
-            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+            self.stop_service(name)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (or the gateway); `start` brings it back with the current env."""
+        pid = self.pid_of(name)
+        if pid is not None:
+            _terminate(pid)
+        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> dict[str, str]:
         result: dict[str, str] = {}
