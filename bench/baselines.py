@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
-from bench.loadgen import Call, LoadResult, run_open_loop
+from bench.loadgen import Call, LoadGenerator, LoadResult
 from bench.stats import percentile
 from deploy.local import free_port
 
@@ -27,6 +29,7 @@ __all__ = [
     "FanoutOnRead",
     "redis_benchmark_tool",
     "redis_pipelined",
+    "wrk_closed_loop",
 ]
 
 
@@ -142,25 +145,58 @@ class BareServer:
             self.proc = None
 
     async def ladder(
-        self, rates: Sequence[float], duration_s: float, *, stop_p99_ms: float = 1000.0
+        self,
+        rates: Sequence[float],
+        duration_s: float,
+        *,
+        processes: int = 2,
+        stop_p99_ms: float = 1000.0,
     ) -> list[LoadResult]:
         results: list[LoadResult] = []
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.port}", timeout=10.0, limits=limits
-        ) as client:
+        async with LoadGenerator(f"http://127.0.0.1:{self.port}", processes=processes) as gen:
             for rate in rates:
-                result = await run_open_loop(
-                    client,
-                    lambda rng: Call("bare", "GET", "/feed"),
-                    rate=rate,
-                    duration_s=duration_s,
+                result = await gen.run(
+                    lambda rng: Call("bare", "GET", "/feed"), rate=rate, duration_s=duration_s
                 )
                 results.append(result)
                 summary = result.summary()
                 if summary.p99_ms > stop_p99_ms or summary.error_rate > 0.05:
                     break
         return results
+
+    def wrk(self, *, seconds: int, threads: int = 2, connections: int = 64) -> dict[str, Any]:
+        """A known-fast closed-loop client (wrk, C): what the endpoint serves when the client
+        is not the bound. Closed loop, so its latencies are not comparable with the open-loop
+        ones; its throughput is the reference for the generator's ceiling."""
+        return wrk_closed_loop(
+            f"http://127.0.0.1:{self.port}/feed",
+            seconds=seconds,
+            threads=threads,
+            connections=connections,
+        )
+
+
+def wrk_closed_loop(url: str, *, seconds: int, threads: int, connections: int) -> dict[str, Any]:
+    if urlsplit(url).hostname != "127.0.0.1":
+        raise ValueError("load is only ever sent to this machine")
+    if shutil.which("wrk") is None:
+        return {"error": "wrk not installed (apt-get install wrk)"}
+    done = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
+    out: dict[str, Any] = {"threads": threads, "connections": connections, "seconds": seconds}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    if rps:
+        out["requests_per_s"] = float(rps.group(1))
+    for q, value, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", done.stdout, re.M):
+        out[f"p{q}_ms"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    out["non_2xx"] = int(errors.group(1)) if errors else 0
+    return out
 
 
 class FanoutOnRead:

@@ -75,10 +75,18 @@ async def _retrying(
 class ApiLoader:
     """Registers, logs in and follows through the gateway, as a client would."""
 
-    def __init__(self, client: httpx.AsyncClient, *, prefix: str, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        prefix: str,
+        concurrency: int = 16,
+        follow_concurrency: int = 32,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.concurrency = concurrency
+        self.follow_concurrency = follow_concurrency
 
     async def register(self, indices: Sequence[int]) -> dict[int, Account]:
         accounts: dict[int, Account] = {}
@@ -108,7 +116,7 @@ class ApiLoader:
         async def one(pair: tuple[int, int]) -> None:
             await self.follow(accounts[pair[0]], accounts[pair[1]].user_id)
 
-        await _bounded(graph.follows, self.concurrency * 2, one)
+        await _bounded(graph.follows, self.follow_concurrency, one)
 
     async def follow(self, follower: Account, followee_id: str) -> None:
         # network_service learns of a new account from its user.registered event: until then

@@ -31,7 +31,7 @@ from bench.loader import (
     load_follows_into_neo4j,
     load_synthetic_followers,
 )
-from bench.loadgen import Call, LoadResult, run_open_loop, sequential_latencies
+from bench.loadgen import Call, LoadGenerator, LoadResult, sequential_latencies
 from bench.stats import Summary, percentile, sustainable_rate
 from feed_service.repository import keys
 
@@ -51,6 +51,12 @@ class RunConfig:
     profile: bool = False
     out: Path = Path("bench/results/latest.json")
     seed: int = 42
+    # Processes sending the open-loop load (each a share of the Poisson rate); the run's own
+    # process keeps the fan-out watcher and the bookkeeping.
+    generator_processes: int = 2
+    # Follows made through the public API; None: every edge of the graph.
+    api_follows: int | None = None
+    follow_concurrency: int = 48
 
     @property
     def step_s(self) -> float:
@@ -58,19 +64,21 @@ class RunConfig:
 
     @property
     def mixed_rates(self) -> list[float]:
-        return [5, 10] if self.quick else [10, 20, 30, 40, 60, 80, 120]
+        return [5, 10] if self.quick else [20, 40, 60, 80, 100, 120, 160, 200, 240]
 
     @property
     def write_rates(self) -> list[float]:
-        return [5, 10] if self.quick else [2, 5, 10, 20, 30, 40]
+        return [5, 10] if self.quick else [5, 10, 20, 40, 60, 80, 120]
+
+    @property
+    def bare_rates(self) -> list[float]:
+        if self.quick:
+            return [50, 100]
+        return [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000]
 
     @property
     def growth_sizes(self) -> list[int]:
         return [10, 100] if self.quick else [10, 100, 1000, 10_000, 100_000]
-
-    @property
-    def api_follows(self) -> int:
-        return 60 if self.quick else 300
 
     @property
     def graph_nodes(self) -> int | None:
@@ -140,8 +148,7 @@ class Bench:
         if not await baselines.sleep_until_idle(self.stack.queue_depth, timeout_s):
             _log(f"queues not drained after {timeout_s:.0f}s; continuing")
 
-    def _remember_post(self, response: httpx.Response) -> tuple[str, str]:
-        body = response.json()
+    def _remember_post(self, body: dict[str, Any]) -> tuple[str, str]:
         created = datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
         self.posts.append((body["id"], body["author"]["id"], created))
         return body["id"], body["author"]["id"]
@@ -154,27 +161,32 @@ class Bench:
             by_index = await loader.register(range(graph.n))
             t1 = time.monotonic()
             _log(f"registered and logged in {graph.n} users in {t1 - t0:.1f}s")
-            # A sample of the follows through the API (its rate is reported), the rest
-            # straight into Neo4j: following goes at a few dozen per second here.
+            # Every follow through the API when it is fast enough (the default); otherwise a
+            # sample through the API (its rate is reported) and the rest straight into Neo4j.
             rng = random.Random(self.config.seed)
             shuffled = list(graph.follows)
             rng.shuffle(shuffled)
-            sample = shuffled[: self.config.api_follows]
+            limit = self.config.api_follows
+            sample = shuffled if limit is None else shuffled[:limit]
+            loader.follow_concurrency = self.config.follow_concurrency
             await loader.follow_all(Graph(graph.name, graph.n, sample), by_index)
             t2 = time.monotonic()
             _log(f"{len(sample)} follows through the API in {t2 - t1:.1f}s")
             await self.idle(600)
             t3 = time.monotonic()
             self.accounts = [by_index[i] for i in range(graph.n)]
-            ids = [(by_index[f].user_id, by_index[e].user_id) for f, e in shuffled]
-            await load_follows_into_neo4j(self.stack.neo4j.bolt_uri, ids)
-            redis = self.feed_redis()
-            try:
-                await forget_follower_replicas(redis, [a.user_id for a in self.accounts])
-            finally:
-                await redis.aclose()
+            direct = shuffled[len(sample) :]
+            if direct:
+                ids = [(by_index[f].user_id, by_index[e].user_id) for f, e in shuffled]
+                await load_follows_into_neo4j(self.stack.neo4j.bolt_uri, ids)
+                redis = self.feed_redis()
+                try:
+                    await forget_follower_replicas(redis, [a.user_id for a in self.accounts])
+                finally:
+                    await redis.aclose()
             t3b = time.monotonic()
-            _log(f"{len(ids) - len(sample)} more follows into Neo4j in {t3b - t3:.1f}s")
+            if direct:
+                _log(f"{len(direct)} more follows into Neo4j in {t3b - t3:.1f}s")
             await loader.read_feeds(self.accounts)
             await self.idle()
             t4 = time.monotonic()
@@ -187,10 +199,11 @@ class Bench:
                 "register_login_s": t1 - t0,
                 "registrations_per_s": graph.n / (t1 - t0),
                 "api_follows": len(sample),
+                "follow_concurrency": self.config.follow_concurrency,
                 "follow_s": t2 - t1,
                 "follows_per_s": len(sample) / (t2 - t1),
                 "events_settled_s": t3 - t2,
-                "direct_follows": len(ids) - len(sample),
+                "direct_follows": len(direct),
                 "direct_follows_s": t3b - t3,
                 "warm_feeds_s": t4 - t3b,
             }
@@ -207,7 +220,7 @@ class Bench:
                         json={"content": f"hello from {account.username} #bench"},
                     )
                     if response.status_code == 201:
-                        self._remember_post(response)
+                        self._remember_post(response.json())
 
             t5 = time.monotonic()
             await asyncio.gather(*(post(a) for a in seeded))
@@ -246,12 +259,10 @@ class Bench:
             out[service] = (proc, path)
         return out
 
-    def _watching(
-        self, watcher: VisibilityWatcher
-    ) -> Callable[[Call, httpx.Response, float], None]:
-        def on_response(call: Call, response: httpx.Response, done: float) -> None:
+    def _watching(self, watcher: VisibilityWatcher) -> Callable[[Call, Any, float], None]:
+        def on_response(call: Call, body: Any, done: float) -> None:
             if call.kind == "new_post":
-                post_id, author_id = self._remember_post(response)
+                post_id, author_id = self._remember_post(body)
                 watcher.track(post_id, author_id, self.followers_of[author_id], done)
 
         return on_response
@@ -277,6 +288,7 @@ class Bench:
                 headers=account.auth,
                 json={"content": text},
                 expect=201,
+                report=True,  # the fan-out watcher times the post from its 201
             )
 
         return pick
@@ -285,7 +297,10 @@ class Bench:
         steps: list[dict[str, Any]] = []
         redis = self.feed_redis()
         try:
-            async with self.client() as client:
+            assert self.stack.platform is not None
+            async with LoadGenerator(
+                self.stack.platform.gateway_url, processes=self.config.generator_processes
+            ) as generator:
                 for step, rate in enumerate(rates):
                     watcher = VisibilityWatcher(redis, batch=FANOUT_BATCH)
                     profilers = (
@@ -293,8 +308,7 @@ class Bench:
                         if self.config.profile and name == "mixed" and step == 2
                         else {}
                     )
-                    result = await run_open_loop(
-                        client,
+                    result = await generator.run(
                         self.picker(mix),
                         rate=rate,
                         duration_s=self.config.step_s,
@@ -402,7 +416,7 @@ class Bench:
             done = time.monotonic()
             if response.status_code != 201:
                 raise RuntimeError(f"post failed: {response.status_code} {response.text[:200]}")
-            post_id, author_id = self._remember_post(response)
+            post_id, author_id = self._remember_post(response.json())
             watcher.track(post_id, author_id, followers, done, hybrid=hybrid)
             if witness is not None:
                 witness_ms.append(await self._witness(client, witness, post_id, done))
@@ -532,15 +546,29 @@ class Bench:
         bare = baselines.BareServer()
         await asyncio.to_thread(bare.start)
         try:
-            rates = [50, 100] if self.config.quick else [100, 200, 400, 600, 800, 1000, 1400]
-            ladder = await bare.ladder(rates, self.config.step_s)
+            seconds = 2 if self.config.quick else 10
+            wrk = await asyncio.to_thread(bare.wrk, seconds=seconds)
+            _log(f"bare FastAPI under wrk (closed loop): {wrk.get('requests_per_s')} req/s")
+            ladder = await bare.ladder(
+                self.config.bare_rates,
+                self.config.step_s,
+                processes=self.config.generator_processes,
+            )
         finally:
             bare.stop()
         steps = [_result_json(r) for r in ladder]
+        for r in ladder:
+            s = r.summary()
+            _log(f"bare {r.rate:>6.0f}/s: achieved {s.achieved_rps:.0f}/s p99 {s.p99_ms:.1f} ms")
         self.results["baselines"]["bare_fastapi"] = {
             "steps": steps,
             "sustainable_rps": sustainable_rate([r.summary() for r in ladder]),
             "max_achieved_rps": max(r.summary().achieved_rps for r in ladder),
+            "generator": {
+                "library": "aiohttp + uvloop",
+                "processes": self.config.generator_processes,
+            },
+            "wrk": wrk,
         }
 
     async def _phase(self, name: str, work: Coroutine[Any, Any, None]) -> None:

@@ -10,13 +10,21 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from bench.loadgen import Call, poisson_offsets, run_open_loop, sequential_latencies
+from bench.loadgen import (
+    DROPPED,
+    Call,
+    LoadGenerator,
+    poisson_offsets,
+    run_open_loop,
+    sequential_latencies,
+)
 from bench.stats import percentile, summarize, sustainable_rate
 
 
@@ -94,32 +102,62 @@ def stalling_server() -> Iterator[str]:
         sock.close()
 
 
-async def test_open_loop_sees_the_stall_a_closed_loop_hides(stalling_server: str) -> None:
-    async with httpx.AsyncClient(base_url=stalling_server, timeout=5.0) as client:
-        result = await run_open_loop(
-            client,
-            lambda rng: Call("work", "GET", "/work"),
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_open_loop_sees_the_stall_a_closed_loop_hides(
+    stalling_server: str, processes: int
+) -> None:
+    reported: list[tuple[str, int, float]] = []
+
+    def on_response(call: Call, body: Any, done: float) -> None:
+        reported.append((call.kind, body["n"], done))
+
+    async with LoadGenerator(stalling_server, processes=processes) as generator:
+        before = time.monotonic()
+        result = await generator.run(
+            lambda rng: Call("work", "GET", "/work", report=rng.random() < 0.2),
             rate=100.0,
             duration_s=1.5,
             seed=3,
+            on_response=on_response,
         )
-        summary = result.summary("work")
-        assert summary.errors == 0
-        assert 100 < summary.ok < 200  # about 150 arrivals
-        assert summary.offered_rps == 100.0
-        # Every request intended during the 0.4 s stall waited for it (about 40 of them), each
-        # measured from its intended send time; the worst waited about the whole stall.
-        slow = sorted(o.intended_s for o in result.outcomes if o.latency_s > 0.1)
-        assert len(slow) >= 15
-        assert slow[-1] - slow[0] >= 0.15
-        assert summary.max_ms > 300
+    summary = result.summary("work")
+    assert summary.errors == 0
+    assert 100 < summary.ok < 200  # about 150 arrivals, whichever process sent them
+    assert summary.offered_rps == 100.0
+    # Every request intended during the 0.4 s stall waited for it (about 40 of them), each
+    # measured from its intended send time; the worst waited about the whole stall.
+    slow = sorted(o.intended_s for o in result.outcomes if o.latency_s > 0.1)
+    assert len(slow) >= 15
+    assert slow[-1] - slow[0] >= 0.15
+    assert summary.max_ms > 300
+    # The reported responses (about a fifth) reached the caller's loop before run returned,
+    # with their bodies and the (system-wide monotonic) time they arrived.
+    assert 10 < len(reported) < 60
+    assert all(kind == "work" and n >= 1 for kind, n, _ in reported)
+    assert all(before < done < time.monotonic() for _, _, done in reported)
+    async with httpx.AsyncClient(base_url=stalling_server, timeout=5.0) as client:
         # A closed loop of one client measures from the actual send: no stall, no slow sample
         # beyond the first connection.
         latencies, errors = await sequential_latencies(client, [Call("ping", "GET", "/ping")] * 20)
         assert errors == 0 and len(latencies) == 20
 
 
+async def test_bounded_in_flight_refuses_instead_of_growing(stalling_server: str) -> None:
+    # The server stalls 0.4 s on the 50th request; with at most 5 in flight the arrivals
+    # during the stall are refused (counted as errors), not queued without bound.
+    async with LoadGenerator(stalling_server, processes=0, max_in_flight=5) as generator:
+        result = await generator.run(
+            lambda rng: Call("work", "GET", "/work"), rate=200.0, duration_s=1.0, seed=1
+        )
+    dropped = [o for o in result.outcomes if o.status == DROPPED]
+    assert len(dropped) >= 20
+    assert result.summary("work").errors == len(dropped)
+
+
 async def test_refuses_remote_targets() -> None:
-    async with httpx.AsyncClient(base_url="http://example.com") as client:
-        with pytest.raises(ValueError, match="only ever sent"):
-            await run_open_loop(client, lambda rng: Call("x", "GET", "/"), rate=1, duration_s=1)
+    with pytest.raises(ValueError, match="only ever sent"):
+        LoadGenerator("http://example.com", processes=0)
+    with pytest.raises(ValueError, match="only ever sent"):
+        await run_open_loop(
+            "http://example.com", lambda rng: Call("x", "GET", "/"), rate=1, duration_s=1
+        )
