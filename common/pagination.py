@@ -23,6 +23,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "make_page",
+    "page_params",
 ]
 
 T = TypeVar("T")
@@ -70,18 +71,27 @@ class Page(BaseModel, Generic[T]):
 class PageParams:
     """Query parameters of every list endpoint: ``?limit=`` (1..100) and ``?cursor=``."""
 
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
-    ) -> None:
+    def __init__(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> None:
         self.limit = limit
         self.cursor = cursor
         # Decoded eagerly so a garbled cursor fails as 422 before any query runs.
         self.after: dict[str, Any] | None = decode_cursor(cursor) if cursor is not None else None
 
 
-PageDep = Annotated[PageParams, Depends()]
+async def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+) -> PageParams:
+    """The ``PageParams`` of a request.
+
+    A coroutine rather than ``Depends(PageParams)``: FastAPI calls a class (or any plain
+    function) dependency through the thread pool, a thread hop per list request for a few
+    attribute assignments.
+    """
+    return PageParams(limit, cursor)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 def make_page(rows: Sequence[T], limit: int, cursor_for: Callable[[T], dict[str, Any]]) -> Page[T]:

@@ -21,23 +21,23 @@ __all__ = [
 ]
 
 
-def auth_service(request: Request, session: SessionDep) -> AuthService:
+async def auth_service(request: Request, session: SessionDep) -> AuthService:
     state = request.app.state
     return AuthService(
         session=session, settings=state.settings, keys=state.keys, hasher=state.hasher
     )
 
 
-def user_service(request: Request, session: SessionDep) -> UserService:
+async def user_service(request: Request, session: SessionDep) -> UserService:
     return UserService(session=session, hasher=request.app.state.hasher)
 
 
-def limits(request: Request) -> AuthLimits:
+async def limits(request: Request) -> AuthLimits:
     limits_: AuthLimits = request.app.state.limits
     return limits_
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     # Behind the gateway uvicorn's proxy-headers support has already put the real client here.
     return request.client.host if request.client else "unknown"
 

@@ -12,11 +12,11 @@ from feed_service.service.reader import FeedReader
 __all__ = ["FeedReaderDep", "NotificationsDep"]
 
 
-def _reader(request: Request) -> FeedReader:
+async def _reader(request: Request) -> FeedReader:
     return cast(FeedReader, request.app.state.feed_reader)
 
 
-def _notifications(request: Request) -> NotificationStore:
+async def _notifications(request: Request) -> NotificationStore:
     return cast(NotificationStore, request.app.state.notifications)
 
 

@@ -14,7 +14,7 @@ __all__ = ["FollowServiceDep", "UserIdPath", "get_follow_service"]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=64, description="A user id")]
 
 
-def get_follow_service(request: Request) -> FollowService:
+async def get_follow_service(request: Request) -> FollowService:
     service: FollowService = request.app.state.follow_service
     return service
 

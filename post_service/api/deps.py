@@ -12,7 +12,7 @@ from post_service.service.posts import PostService
 __all__ = ["IdempotencyKey", "PostServiceDep"]
 
 
-def get_post_service(session: SessionDep) -> PostService:
+async def get_post_service(session: SessionDep) -> PostService:
     return PostService(session)
 
 
