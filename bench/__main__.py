@@ -19,6 +19,14 @@ def run(
     keep: bool = typer.Option(False, help="Keep the temporary directory (logs) afterwards."),
     profile: bool = typer.Option(True, help="py-spy the services during one mixed step."),
     seed: int = 42,
+    api_follows: int = typer.Option(
+        -1,
+        help="Follows made through the API (the rest go straight into Neo4j); -1: all of them.",
+    ),
+    follow_concurrency: int = typer.Option(48, help="Follows in flight while loading."),
+    generator_processes: int = typer.Option(
+        2, help="Processes sending the open-loop load (0: the run's own event loop)."
+    ),
 ) -> None:
     """Start a private platform on free ports, load the graph, measure, write JSON."""
     from bench.runner import RunConfig
@@ -26,7 +34,16 @@ def run(
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = out or Path("bench/results") / f"{stamp}{'-quick' if quick else ''}.json"
-    run_bench(RunConfig(quick=quick, out=target, seed=seed, profile=profile), keep=keep)
+    config = RunConfig(
+        quick=quick,
+        out=target,
+        seed=seed,
+        profile=profile,
+        api_follows=None if api_follows < 0 else api_follows,
+        follow_concurrency=follow_concurrency,
+        generator_processes=generator_processes,
+    )
+    run_bench(config, keep=keep)
 
 
 @cli.command()
