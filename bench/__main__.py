@@ -24,6 +24,9 @@ def run(
         help="Follows made through the API (the rest go straight into Neo4j); -1: all of them.",
     ),
     follow_concurrency: int = typer.Option(48, help="Follows in flight while loading."),
+    follow_budget_s: float = typer.Option(
+        300.0, help="Seconds for follows through the API; the rest go straight into Neo4j."
+    ),
     generator_processes: int = typer.Option(
         2, help="Processes sending the open-loop load (0: the run's own event loop)."
     ),
@@ -41,6 +44,7 @@ def run(
         profile=profile,
         api_follows=None if api_follows < 0 else api_follows,
         follow_concurrency=follow_concurrency,
+        follow_budget_s=follow_budget_s,
         generator_processes=generator_processes,
     )
     run_bench(config, keep=keep)

@@ -222,6 +222,9 @@ def _follows_text(load: dict[str, Any]) -> str:
     )
     if not load.get("direct_follows"):
         return f"{through}, every follow of the graph; "
+    budget = load.get("follow_budget_s")
+    if budget:
+        through += f", as many as fitted in a budget of {_f(budget, 0)} s,"
     return (
         f"{through} and the other {load.get('direct_follows'):,} straight into Neo4j in "
         f"{_f(load.get('direct_follows_s'))} s (see the notes below); "
