@@ -42,6 +42,13 @@ __all__ = [
 # Profile timestamp of a node made from token claims: any real user event is newer.
 _PROVISIONAL_PROFILE_AT = -1
 
+# _LOCK_BOTH: follow and unfollow write-lock both end nodes, always the smaller id first,
+# before they touch the relationship. Creating or deleting a relationship makes Neo4j lock
+# both nodes (their relationship groups on dense nodes) itself; with only the follower locked
+# up front, "A follows B" and "B follows A" at the same moment each held one node and waited
+# for the other (DeadlockDetected, retried after about a second). In one global order the
+# second transaction waits on the first lock instead.
+
 
 @dataclass(frozen=True, slots=True)
 class CallerState:
@@ -104,10 +111,10 @@ async def create_follow(
     """MERGE the follow; ``None`` when the followee does not exist (any more).
 
     The follower's node is created from token claims when its user.registered has not arrived
-    yet. Setting ``_lock`` takes the follower's write lock before anything is read, so every
-    follow and unfollow of one follower is serialised: ``event_seq`` never loses an update and
-    its order is the commit order. ``marker`` (the event id) tells a new relationship from an
-    existing one.
+    yet. Setting ``_lock`` takes both endpoints' write locks (see ``_LOCK_BOTH``) before the
+    relationship is read, so every follow and unfollow of one follower is serialised:
+    ``event_seq`` never loses an update and its order is the commit order. ``marker`` (the
+    event id) tells a new relationship from an existing one.
     """
     result = await tx.run(
         """
@@ -115,14 +122,15 @@ async def create_follow(
         MERGE (a:User {id: $follower_id})
           ON CREATE SET a.username = $username, a.display_name = $username,
                         a.profile_at = $provisional
-        SET a._lock = true
+        WITH a, b
+        FOREACH (n IN CASE WHEN a.id < b.id THEN [a, b] ELSE [b, a] END | SET n._lock = true)
         WITH a, b
         MERGE (a)-[r:FOLLOWS]->(b)
           ON CREATE SET r.since = $now_ms, r.marker = $marker,
                         r.follower_id = a.id, r.followee_id = b.id
-        WITH a, r, r.marker = $marker AS created
+        WITH a, b, r, r.marker = $marker AS created
         SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
-        REMOVE a._lock
+        REMOVE a._lock, b._lock
         RETURN created, r.since AS since, a.event_seq AS seq
         """,
         follower_id=follower_id,
@@ -141,17 +149,23 @@ async def create_follow(
 async def delete_follow(
     tx: AsyncManagedTransaction, *, follower_id: str, followee_id: str
 ) -> EdgeChange | None:
-    """Delete the follow; ``None`` when there was none (nothing changed, nothing to announce)."""
+    """Delete the follow; ``None`` when there was none (nothing changed, nothing to announce).
+
+    Locks both endpoints in the order of ``_LOCK_BOTH`` before the relationship is touched.
+    """
     result = await tx.run(
         """
         MATCH (a:User {id: $follower_id})
-        SET a._lock = true
-        WITH a
-        OPTIONAL MATCH (a)-[r:FOLLOWS]->(:User {id: $followee_id})
-        WITH a, r, r.since AS since, r IS NOT NULL AS removed
+        OPTIONAL MATCH (b:User {id: $followee_id})
+        WITH a, b
+        FOREACH (n IN CASE WHEN b IS NULL THEN [a] WHEN a.id < b.id THEN [a, b] ELSE [b, a] END |
+          SET n._lock = true)
+        WITH a, b
+        OPTIONAL MATCH (a)-[r:FOLLOWS]->(b)
+        WITH a, b, r, r.since AS since, r IS NOT NULL AS removed
         DELETE r
         SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN removed THEN 1 ELSE 0 END
-        REMOVE a._lock
+        REMOVE a._lock, b._lock
         RETURN removed, since, a.event_seq AS seq
         """,
         follower_id=follower_id,
