@@ -316,6 +316,7 @@ class Bench:
             async with LoadGenerator(
                 self.stack.platform.gateway_url, processes=self.config.generator_processes
             ) as generator:
+                strikes = 0
                 for step, rate in enumerate(rates):
                     watcher = VisibilityWatcher(redis, batch=FANOUT_BATCH)
                     profilers = (
@@ -347,7 +348,12 @@ class Bench:
                         f"p50 {s.p50_ms:.1f} p99 {s.p99_ms:.1f} ms errors {s.errors}"
                     )
                     await self.idle()
-                    if s.p99_ms > 2000 or s.error_rate > 0.05:
+                    # Past the knee after two overloaded steps in a row (or one with a fifth
+                    # of the requests failing): one neighbour's burst on the shared machine
+                    # must not end the ladder at its first step.
+                    overloaded = s.p99_ms > 2000 or s.error_rate > 0.05
+                    strikes = strikes + 1 if overloaded else 0
+                    if strikes >= 2 or s.error_rate > 0.2:
                         break
         finally:
             await redis.aclose()
