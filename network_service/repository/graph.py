@@ -22,14 +22,13 @@ from neo4j import AsyncManagedTransaction, Record
 from network_service.models import FollowEdge, RelationshipCounts, Suggestion, UserRef
 
 __all__ = [
-    "CallerState",
     "EdgeChange",
+    "FollowOutcome",
     "UnfollowedEdge",
     "count_followers",
     "create_follow",
     "delete_follow",
     "delete_user",
-    "follow_preconditions",
     "followee_ids",
     "follower_ids_page",
     "list_followers",
@@ -51,18 +50,21 @@ _PROVISIONAL_PROFILE_AT = -1
 
 
 @dataclass(frozen=True, slots=True)
-class CallerState:
-    followee_exists: bool
-    caller_deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
 class EdgeChange:
     """Outcome of a follow or unfollow: whether the graph changed, and the event sequence."""
 
     changed: bool
     since_ms: int
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FollowOutcome:
+    """``change`` is ``None`` when the caller was deleted or the followee does not exist."""
+
+    caller_deleted: bool
+    followee_exists: bool
+    change: EdgeChange | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,25 +82,6 @@ def _user(record: Record, prefix: str = "") -> UserRef:
     )
 
 
-async def follow_preconditions(
-    tx: AsyncManagedTransaction, *, caller_id: str, followee_id: str
-) -> CallerState:
-    result = await tx.run(
-        """
-        OPTIONAL MATCH (t:User {id: $followee_id})
-        OPTIONAL MATCH (gone:DeletedUser {id: $caller_id})
-        RETURN t IS NOT NULL AS followee_exists, gone IS NOT NULL AS caller_deleted
-        """,
-        followee_id=followee_id,
-        caller_id=caller_id,
-    )
-    record = await result.single(strict=True)
-    return CallerState(
-        followee_exists=bool(record["followee_exists"]),
-        caller_deleted=bool(record["caller_deleted"]),
-    )
-
-
 async def create_follow(
     tx: AsyncManagedTransaction,
     *,
@@ -107,9 +90,10 @@ async def create_follow(
     followee_id: str,
     now_ms: int,
     marker: str,
-) -> EdgeChange | None:
-    """MERGE the follow; ``None`` when the followee does not exist (any more).
+) -> FollowOutcome:
+    """MERGE the follow unless the caller's account was deleted or the followee does not exist.
 
+    One query, checks included: each round trip inside the transaction costs a few ms.
     The follower's node is created from token claims when its user.registered has not arrived
     yet. Setting ``_lock`` takes both endpoints' write locks (see ``_LOCK_BOTH``) before the
     relationship is read, so every follow and unfollow of one follower is serialised:
@@ -118,20 +102,26 @@ async def create_follow(
     """
     result = await tx.run(
         """
-        MATCH (b:User {id: $followee_id})
-        MERGE (a:User {id: $follower_id})
-          ON CREATE SET a.username = $username, a.display_name = $username,
-                        a.profile_at = $provisional
-        WITH a, b
-        FOREACH (n IN CASE WHEN a.id < b.id THEN [a, b] ELSE [b, a] END | SET n._lock = true)
-        WITH a, b
-        MERGE (a)-[r:FOLLOWS]->(b)
-          ON CREATE SET r.since = $now_ms, r.marker = $marker,
-                        r.follower_id = a.id, r.followee_id = b.id
-        WITH a, b, r, r.marker = $marker AS created
-        SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
-        REMOVE a._lock, b._lock
-        RETURN created, r.since AS since, a.event_seq AS seq
+        OPTIONAL MATCH (gone:DeletedUser {id: $follower_id})
+        OPTIONAL MATCH (b:User {id: $followee_id})
+        OPTIONAL CALL (gone, b) {
+          WITH gone, b WHERE gone IS NULL AND b IS NOT NULL
+          MERGE (a:User {id: $follower_id})
+            ON CREATE SET a.username = $username, a.display_name = $username,
+                          a.profile_at = $provisional
+          WITH a, b
+          FOREACH (n IN CASE WHEN a.id < b.id THEN [a, b] ELSE [b, a] END | SET n._lock = true)
+          WITH a, b
+          MERGE (a)-[r:FOLLOWS]->(b)
+            ON CREATE SET r.since = $now_ms, r.marker = $marker,
+                          r.follower_id = a.id, r.followee_id = b.id
+          WITH a, b, r, r.marker = $marker AS created
+          SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
+          REMOVE a._lock, b._lock
+          RETURN created, r.since AS since, a.event_seq AS seq
+        }
+        RETURN gone IS NOT NULL AS caller_deleted, b IS NOT NULL AS followee_exists,
+               created, since, seq
         """,
         follower_id=follower_id,
         username=follower_username,
@@ -140,10 +130,19 @@ async def create_follow(
         now_ms=now_ms,
         marker=marker,
     )
-    record = await result.single()
-    if record is None:
-        return None
-    return EdgeChange(changed=bool(record["created"]), since_ms=record["since"], seq=record["seq"])
+    record = await result.single(strict=True)
+    change = (
+        None
+        if record["created"] is None
+        else EdgeChange(
+            changed=bool(record["created"]), since_ms=record["since"], seq=record["seq"]
+        )
+    )
+    return FollowOutcome(
+        caller_deleted=bool(record["caller_deleted"]),
+        followee_exists=bool(record["followee_exists"]),
+        change=change,
+    )
 
 
 async def delete_follow(

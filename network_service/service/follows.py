@@ -39,14 +39,7 @@ class FollowService:
             )
 
         async def work(tx: AsyncManagedTransaction) -> bool:
-            state = await graph.follow_preconditions(
-                tx, caller_id=follower_id, followee_id=followee_id
-            )
-            if state.caller_deleted:
-                raise Unauthorized("This account no longer exists")
-            if not state.followee_exists:
-                raise NotFound(_USER_NOT_FOUND)
-            change = await graph.create_follow(
+            outcome = await graph.create_follow(
                 tx,
                 follower_id=follower_id,
                 follower_username=follower_username,
@@ -54,7 +47,10 @@ class FollowService:
                 now_ms=to_ms(utcnow()),
                 marker=new_id(),
             )
-            if change is None:  # the followee was deleted after the check above
+            if outcome.caller_deleted:
+                raise Unauthorized("This account no longer exists")
+            change = outcome.change
+            if not outcome.followee_exists or change is None:
                 raise NotFound(_USER_NOT_FOUND)
             if not change.changed:
                 return False
