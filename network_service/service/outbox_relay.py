@@ -179,8 +179,11 @@ class Neo4jOutboxRelay:
             await self._sleep(self._poll_interval_s)
 
     async def _sleep(self, seconds: float) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just as
+        # the wake-up is set, and the relay would outlive stop() (which then hangs).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
         self._wakeup.clear()
 
     async def start(self) -> None:
