@@ -58,6 +58,7 @@ class RunConfig:
     api_follows: int | None = None
     follow_concurrency: int = 48
     follow_budget_s: float = 300.0
+    profile_rate: float = 40.0  # the mixed step sampled by py-spy (an extra step)
 
     @property
     def step_s(self) -> float:
@@ -319,11 +320,6 @@ class Bench:
                 strikes = 0
                 for step, rate in enumerate(rates):
                     watcher = VisibilityWatcher(redis, batch=FANOUT_BATCH)
-                    profilers = (
-                        self._start_profilers(self.config.step_s)
-                        if self.config.profile and name == "mixed" and step == 2
-                        else {}
-                    )
                     result = await generator.run(
                         self.picker(mix),
                         rate=rate,
@@ -332,12 +328,6 @@ class Bench:
                         on_response=self._watching(watcher),
                     )
                     await watcher.wait()
-                    if profilers:
-                        self.results["profiles"] = {
-                            "workload": name,
-                            "rate": rate,
-                            **await asyncio.to_thread(_collect_profiles, profilers),
-                        }
                     entry = _result_json(result)
                     if watcher.lags:
                         entry["fanout"] = lag_summary(watcher.lags)
@@ -355,6 +345,8 @@ class Bench:
                     strikes = strikes + 1 if overloaded else 0
                     if strikes >= 2 or s.error_rate > 0.2:
                         break
+                if self.config.profile and name == "mixed":
+                    await self._profiled_step(generator, mix)
         finally:
             await redis.aclose()
         kinds = {k for st in steps for k in st["kinds"]}
@@ -368,6 +360,24 @@ class Bench:
             "steps": steps,
             "sustainable_rps": sustainable,
         }
+
+    async def _profiled_step(self, generator: LoadGenerator, mix: dict[str, float]) -> None:
+        """One extra step under py-spy, outside the ladder: sampling four processes at 100 Hz
+        costs CPU on two cores, so a profiled step's latencies are not ladder figures."""
+        rate = self.config.profile_rate
+        profilers = self._start_profilers(self.config.step_s)
+        result = await generator.run(
+            self.picker(mix), rate=rate, duration_s=self.config.step_s, seed=self.config.seed
+        )
+        s = result.summary()
+        self.results["profiles"] = {
+            "workload": "mixed",
+            "rate": rate,
+            "step_under_profiler": s.as_dict(),
+            **await asyncio.to_thread(_collect_profiles, profilers),
+        }
+        _log(f"profiled mixed step {rate:.0f}/s: p50 {s.p50_ms:.1f} p99 {s.p99_ms:.1f} ms")
+        await self.idle()
 
     async def growth(self) -> None:
         """Fan-out cost by follower count (hybrid off), then the hybrid path for the largest."""
