@@ -83,32 +83,66 @@ def _workload_table(workload: dict[str, Any]) -> str:
 def _plot_latency(results: dict[str, Any], path: Path) -> None:
     workloads = results.get("workloads", {})
     names = [n for n in ("mixed", "read", "write") if n in workloads]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=False):
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8), squeeze=False)
+    panels = list(grid.flat)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(panels, names, strict=False):
         steps = workloads[name]["steps"]
         kinds = sorted({k for st in steps for k in st["kinds"]})
-        for kind in kinds:
+        # One colour per request type: p99 solid, p50 dashed.
+        for n, kind in enumerate(kinds):
             xs = [st["rate"] for st in steps if kind in st["kinds"]]
-            for q, style in (("p50_ms", "--"), ("p99_ms", "-")):
+            for q, style in (("p99_ms", "-"), ("p50_ms", "--")):
                 ys = [st["kinds"][kind][q] for st in steps if kind in st["kinds"]]
-                ax.plot(xs, ys, style, marker="o", label=f"{KIND_LABELS.get(kind, kind)} {q[:3]}")
+                ax.plot(
+                    xs,
+                    ys,
+                    style,
+                    color=colors[n % len(colors)],
+                    marker="o",
+                    markersize=4,
+                    label=f"{KIND_LABELS.get(kind, kind)} {q[:3]}",
+                )
         ax.axhline(100, color="grey", lw=0.8)
-        ax.set_title(f"{name} workload")
+        ax.set_title(f"{name} workload (through the gateway)")
         ax.set_xlabel("offered load (requests/s)")
-        ax.set_ylabel("latency (ms)")
+        ax.set_ylabel("latency (ms, log)")
         ax.set_yscale("log")
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7)
     bare = results.get("baselines", {}).get("bare_fastapi")
-    ax = axes[0][-1]
+    ax = panels[-1]
     if bare:
         xs = [st["rate"] for st in bare["steps"]]
-        for q, style in (("p50_ms", "--"), ("p99_ms", "-")):
-            ax.plot(xs, [st["all"][q] for st in bare["steps"]], style, marker="o", label=q[:3])
+        for q, style in (("p99_ms", "-"), ("p50_ms", "--")):
+            ax.plot(
+                xs,
+                [st["all"][q] for st in bare["steps"]],
+                style,
+                color="black",
+                marker="o",
+                markersize=4,
+                label=f"open-loop generator {q[:3]}",
+            )
+        wrk = (bare.get("wrk") or {}).get("requests_per_s")
+        if wrk:
+            ax.axvline(wrk, color="tab:red", lw=1.2)
+            ax.text(
+                wrk,
+                ax.get_ylim()[1],
+                f" wrk (closed loop)\n {wrk:,.0f}/s",
+                color="tab:red",
+                fontsize=8,
+                va="top",
+                ha="right",
+            )
         ax.axhline(100, color="grey", lw=0.8)
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    ax.set_title("baseline: bare FastAPI/uvicorn")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("baseline: bare FastAPI/uvicorn, no gateway")
     ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel("latency (ms, log)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
