@@ -258,10 +258,23 @@ def _terminate(pid: int, timeout_s: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid still runs; reaps it when it is our own exited child (else it would linger
+    as a zombie and `kill(pid, 0)` would keep succeeding)."""
+    with contextlib.suppress(ChildProcessError):
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

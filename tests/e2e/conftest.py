@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import socket
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,35 +54,7 @@ async def platform(
         await asyncio.to_thread(platform.start, 120.0)
         yield platform
     finally:
-        await asyncio.to_thread(_stop, platform)
-
-
-def _stop(platform: Platform) -> None:
-    """``Platform.stop``, reaping the processes as they exit.
-
-    They are children of this test process, and ``Platform.stop`` waits for each to be gone
-    with ``kill(pid, 0)``, which an exited but unreaped child (a zombie) still passes: without
-    reaping, every stop waited out its 10 s grace period and ended in SIGKILL.
-    """
-    pids = {pid for name in (*SERVICES, "gateway") if (pid := platform.pid_of(name))}
-    stopped = threading.Event()
-
-    def reap() -> None:
-        while pids and not stopped.is_set():
-            for pid in list(pids):
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                        continue
-                pids.discard(pid)
-            stopped.wait(0.05)
-
-    reaper = threading.Thread(target=reap, name="e2e-reaper", daemon=True)
-    reaper.start()
-    try:
-        platform.stop()
-    finally:
-        stopped.set()
-        reaper.join()
+        await asyncio.to_thread(platform.stop)
 
 
 @pytest.fixture

@@ -116,7 +116,9 @@ async def test_paging_100k_followers_is_fast(
     assert len(seen) == FOLLOWERS and len(set(seen)) == FOLLOWERS
     assert pages == 10
     # Generous for a shared 2-core machine; typically well under this.
-    assert elapsed < 15, f"paging 100k followers took {elapsed:.2f} s"
+    # A loose bound against pathological paging (an unindexed scan takes minutes); the speed
+    # itself is a benchmark figure (about 2 s on the development machine).
+    assert elapsed < 60, f"paging 100k followers took {elapsed:.2f} s"
     count = (await network.client.get("/internal/v1/users/celebrity/follower-count")).json()
     assert count == {"count": FOLLOWERS}
     # Leave no 100k-node graph behind for whichever test uses the database next.

@@ -1,0 +1,52 @@
+"""The local platform runner's process handling (no services needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from deploy.platform.runner import Backing, Platform, _alive, _terminate
+
+
+def test_terminate_reaps_its_own_child_instead_of_waiting_out_the_grace_period() -> None:
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    started = time.monotonic()
+    _terminate(child.pid, timeout_s=10.0)
+    # An unreaped child would pass kill(pid, 0) as a zombie until the 10 s grace ran out.
+    assert time.monotonic() - started < 5.0
+    assert not _alive(child.pid)
+
+
+def test_env_for_prefixes_each_services_settings(tmp_path: Path) -> None:
+    platform = Platform(
+        backing=Backing(
+            database_urls={
+                "auth": "postgresql+asyncpg://u@h:1/a",
+                "post": "postgresql+asyncpg://u@h:1/p",
+            },
+            redis_url="redis://127.0.0.1:7000",
+            amqp_url="amqp://guest:guest@127.0.0.1:7001/",
+            neo4j_uri="bolt://127.0.0.1:7002",
+            smtp_host="127.0.0.1",
+            smtp_port=7003,
+        ),
+        state_dir=tmp_path,
+        ports={"auth": 9001, "post": 9002, "network": 9003, "feed": 9004, "email": 9005},
+        gateway_port=9080,
+    )
+    feed = platform.env_for("feed")
+    assert feed["FEED_POST_SERVICE_URL"] == "http://127.0.0.1:9002"
+    assert feed["FEED_NETWORK_SERVICE_URL"] == "http://127.0.0.1:9003"
+    assert feed["FEED_JWKS_URL"] == "http://127.0.0.1:9001/.well-known/jwks.json"
+    assert feed["FEED_REDIS_URL"].startswith("redis://127.0.0.1:7000/")
+    assert platform.env_for("post")["POST_DATABASE_URL"].endswith("/p")
+    assert platform.env_for("email")["EMAIL_SMTP_PORT"] == "7003"
+    assert platform.env_for("email")["EMAIL_PUBLIC_BASE_URL"] == "http://127.0.0.1:9080"
+    auth = platform.env_for("auth")
+    key = Path(auth["AUTH_SIGNING_KEY_FILE"])
+    assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert key.stat().st_mode & 0o077 == 0  # the development key is private to its owner
+    # Distinct Redis databases, so services never read each other's keys.
+    dbs = {platform.env_for(s)[f"{s.upper()}_REDIS_URL"] for s in ("auth", "email", "feed")}
+    assert len(dbs) == 3
