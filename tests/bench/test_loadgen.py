@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from bench.baselines import wrk_closed_loop
 from bench.loadgen import (
     DROPPED,
     Call,
@@ -161,3 +162,5 @@ async def test_refuses_remote_targets() -> None:
         await run_open_loop(
             "http://example.com", lambda rng: Call("x", "GET", "/"), rate=1, duration_s=1
         )
+    with pytest.raises(ValueError, match="only ever sent"):
+        wrk_closed_loop("http://example.com/", seconds=1, threads=1, connections=1)
