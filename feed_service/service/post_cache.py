@@ -26,27 +26,45 @@ __all__ = ["Hydrated", "PostCache"]
 
 _log = get_logger("feed_service.posts")
 
-# KEYS: post hash, edited marker field holder (same hash). ARGV: content, edited_ms.
-# Only an edit newer than the cached one applies, so redelivered or reordered edits converge.
+# KEYS: post hash, pending-edit hash. ARGV: content, edited_ms, ttl.
+# The newest edit is also kept aside (same slot) even when the post is not cached yet:
+# deliveries run concurrently, so an edit handled before (or while) post.created must still
+# win over the original content. Only an edit newer than the one held applies (ties: the
+# same edit redelivered), so redelivered or reordered edits converge on the newest.
 _UPDATE_LUA = """
+local edited = tonumber(ARGV[2])
+local pending = tonumber(redis.call('HGET', KEYS[2], 'edited_at') or '0') or 0
+if edited >= pending then
+  redis.call('HSET', KEYS[2], 'content', ARGV[1], 'edited_at', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
-if tonumber(ARGV[2]) < current then return 0 end
+if edited < current then return 0 end
 redis.call('HSET', KEYS[1], 'content', ARGV[1], 'edited_at', ARGV[2])
 return 1
 """
 
-# KEYS: post hash, likes seen-set, comments seen-set. ARGV: ttl, field/value pairs.
+# KEYS: post hash, likes seen-set, comments seen-set, pending-edit hash.
+# ARGV: ttl, field/value pairs.
 # Creates the hash only if absent (an edit or like may already have landed on a cached copy),
 # atomically with its counts taken from the seen-sets: deliveries run concurrently, so a like
 # or comment handled before (or while) post.created is counted, and a redelivered
-# post.created can never reset counts already applied.
+# post.created can never reset counts already applied. An edit that was handled first is
+# applied on top, unless the cached copy already holds one at least as new.
 _CREATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local fields = {}
   for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], 'like_count', redis.call('SCARD', KEYS[2]),
     'comment_count', redis.call('SCARD', KEYS[3]), unpack(fields))
+end
+local edit = redis.call('HMGET', KEYS[4], 'content', 'edited_at')
+if edit[1] and edit[2] then
+  local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
+  if tonumber(edit[2]) > current then
+    redis.call('HSET', KEYS[1], 'content', edit[1], 'edited_at', edit[2])
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 """
@@ -67,6 +85,13 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return changed
 """
+
+
+def _pending_edit(post_id: str) -> str:
+    """HASH content, edited_at: the newest post.updated seen, kept even while the post is not
+    cached so a post.created handled later still shows it. Derived from the post key so it
+    stays in the post's slot (belongs in repository/keys.py)."""
+    return "edit:" + keys.post(post_id)
 
 
 def _iso_ms(value: str | None) -> int | None:
@@ -108,7 +133,12 @@ class PostCache:
         }
         post_id = event.post_id
         await self._create(
-            keys=[keys.post(post_id), keys.post_likes(post_id), keys.post_comments(post_id)],
+            keys=[
+                keys.post(post_id),
+                keys.post_likes(post_id),
+                keys.post_comments(post_id),
+                _pending_edit(post_id),
+            ],
             args=[self.settings.post_cache_ttl_s, *(x for kv in fields.items() for x in kv)],
         )
         if event.author_username is not None:
@@ -120,14 +150,22 @@ class PostCache:
             )
 
     async def store_updated(self, post_id: str, content: str, edited_at: datetime) -> None:
-        await self._update(keys=[keys.post(post_id)], args=[content, to_ms(edited_at)])
+        await self._update(
+            keys=[keys.post(post_id), _pending_edit(post_id)],
+            args=[content, to_ms(edited_at), self.settings.post_cache_ttl_s],
+        )
 
     async def delete(self, post_id: str) -> list[str]:
         """Tombstone the post and drop its cache; returns its mention ids (if cached)."""
         mentions_raw = await self.redis.hget(keys.post(post_id), "mention_ids")
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(keys.tombstone(post_id), "1", ex=self.settings.tombstone_ttl_s)
-        pipe.delete(keys.post(post_id), keys.post_likes(post_id), keys.post_comments(post_id))
+        pipe.delete(
+            keys.post(post_id),
+            keys.post_likes(post_id),
+            keys.post_comments(post_id),
+            _pending_edit(post_id),
+        )
         await pipe.execute()
         return list(json.loads(mentions_raw)) if mentions_raw else []
 

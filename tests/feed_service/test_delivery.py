@@ -25,7 +25,7 @@ from common.events import (
     make_envelope,
 )
 from common.ids import new_id
-from common.time import utcnow
+from common.time import format_timestamp, utcnow
 from tests.feed_service.conftest import FeedHarness, User, eventually, flush
 
 
@@ -373,3 +373,55 @@ async def test_likes_and_comments_consumed_before_their_post_are_counted(
     items = (await h.feed_page(bob))["items"]
     counts = [(p["id"], p["like_count"], p["comment_count"], p["liked_by_me"]) for p in items]
     assert counts == [(racing, 1, 0, True), (early, 1, 1, True)]
+
+
+async def test_edits_consumed_before_their_post_show_the_newest_content(
+    harness_factory: Any,
+) -> None:
+    """A post.updated handled before (or while) its post.created must not be lost: the feed
+    shows the newest edit, and an older edit (reordered or redelivered) never wins."""
+    h: FeedHarness = await harness_factory(run_workers=False)
+    (a, an), (b, bn) = _people(["alice", "bob"])
+    h.graph.known |= {a, b}
+    bob = User(b, bn, h.tokens.mint(b, bn))
+    for uid, name in ((a, an), (b, bn)):
+        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
+        await _deliver(h, _env(registered))
+    await h.feed_page(bob)
+    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    now = utcnow()
+
+    def edit(post_id: str, content: str, seconds: int) -> EventEnvelope:
+        edited_at = now + timedelta(seconds=seconds)
+        return _env(PostUpdated(post_id=post_id, author_id=a, content=content, edited_at=edited_at))
+
+    early = new_id()
+    await _deliver(h, edit(early, "early v2", 2), times=2)
+    await _deliver(h, edit(early, "early v1", 1), times=2)
+    created = _env(PostCreated(post_id=early, author_id=a, content="early v0", created_at=now))
+    await _deliver(h, created, times=3)
+    await _deliver(h, edit(early, "early v1", 1))
+
+    racing = new_id()
+    created = _env(
+        PostCreated(
+            post_id=racing,
+            author_id=a,
+            content="racing v0",
+            created_at=now + timedelta(milliseconds=5),
+        )
+    )
+    handlers = h.runtime.events.handlers()
+    await asyncio.gather(
+        *(handlers["post.updated"](edit(racing, "racing v1", 1)) for _ in range(2)),
+        *(handlers["post.created"](created) for _ in range(3)),
+        *(handlers["post.updated"](edit(racing, "racing v2", 2)) for _ in range(2)),
+    )
+
+    items = (await h.feed_page(bob))["items"]
+    assert [(p["id"], p["content"]) for p in items] == [
+        (racing, "racing v2"),
+        (early, "early v2"),
+    ]
+    newest = format_timestamp(now + timedelta(seconds=2))
+    assert [p["edited_at"] for p in items] == [newest, newest]
