@@ -123,6 +123,11 @@ def post(post_id: str) -> str:
     return f"post:{_p(post_id)}"
 
 
+def post_pending_edit(post_id: str) -> str:
+    """HASH the newest edit seen (content, edited_at), kept even before the post is cached."""
+    return f"edit:post:{_p(post_id)}"
+
+
 def post_likes(post_id: str) -> str:
     """SET of likers seen in events: makes like counting idempotent."""
     return f"likes:{_p(post_id)}"

@@ -87,13 +87,6 @@ return changed
 """
 
 
-def _pending_edit(post_id: str) -> str:
-    """HASH content, edited_at: the newest post.updated seen, kept even while the post is not
-    cached so a post.created handled later still shows it. Derived from the post key so it
-    stays in the post's slot (belongs in repository/keys.py)."""
-    return "edit:" + keys.post(post_id)
-
-
 def _iso_ms(value: str | None) -> int | None:
     if not value:
         return None
@@ -137,7 +130,7 @@ class PostCache:
                 keys.post(post_id),
                 keys.post_likes(post_id),
                 keys.post_comments(post_id),
-                _pending_edit(post_id),
+                keys.post_pending_edit(post_id),
             ],
             args=[self.settings.post_cache_ttl_s, *(x for kv in fields.items() for x in kv)],
         )
@@ -151,7 +144,7 @@ class PostCache:
 
     async def store_updated(self, post_id: str, content: str, edited_at: datetime) -> None:
         await self._update(
-            keys=[keys.post(post_id), _pending_edit(post_id)],
+            keys=[keys.post(post_id), keys.post_pending_edit(post_id)],
             args=[content, to_ms(edited_at), self.settings.post_cache_ttl_s],
         )
 
@@ -164,7 +157,7 @@ class PostCache:
             keys.post(post_id),
             keys.post_likes(post_id),
             keys.post_comments(post_id),
-            _pending_edit(post_id),
+            keys.post_pending_edit(post_id),
         )
         await pipe.execute()
         return list(json.loads(mentions_raw)) if mentions_raw else []
