@@ -7,12 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import httpx
-
 from common.messaging import Consumer
 from feed_service.events.handlers import CONSUMER, FeedEvents
 from feed_service.repository.redis import RedisClient, close_redis, connect_redis
-from feed_service.repository.sources import NetworkSource, PostSource
+from feed_service.repository.sources import NetworkSource, PostSource, internal_client
 from feed_service.service.fanout import FanoutPublisher, FanoutWorker
 from feed_service.service.feed_manager import FeedManager
 from feed_service.service.notifications import NotificationStore
@@ -39,10 +37,10 @@ class FeedRuntime:
 @contextlib.asynccontextmanager
 async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
     redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
-    timeout = httpx.Timeout(settings.internal_timeout_s)
+    timeout_s = settings.internal_timeout_s
     async with (
-        httpx.AsyncClient(base_url=settings.post_service_url, timeout=timeout) as post_http,
-        httpx.AsyncClient(base_url=settings.network_service_url, timeout=timeout) as net_http,
+        internal_client(settings.post_service_url, timeout_s=timeout_s) as post_http,
+        internal_client(settings.network_service_url, timeout_s=timeout_s) as net_http,
     ):
         posts = PostSource(post_http)
         feeds = FeedManager(redis, settings, posts, NetworkSource(net_http))

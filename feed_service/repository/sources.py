@@ -10,13 +10,29 @@ import httpx
 
 from common.time import to_ms
 
-__all__ = ["NetworkSource", "PostSource", "RecentPost", "SourceNotFound"]
+__all__ = ["NetworkSource", "PostSource", "RecentPost", "SourceNotFound", "internal_client"]
 
 RecentPost = tuple[str, str, int]
 """(post_id, author_id, created_at ms)."""
 
 _MAX_PER_AUTHOR = 200
 _AUTHORS_PER_CALL = 100
+
+
+def internal_client(base_url: str, *, timeout_s: float) -> httpx.AsyncClient:
+    """A keep-alive client for an internal read API.
+
+    No cap on connections, on purpose: httpcore leaks a pool slot when a request that is
+    waiting for a connection is cancelled or times out (encode/httpcore#1093, open), which
+    happens to reads whose client hung up during an overload. With a capped pool the leaked
+    slots add up until every call fails with PoolTimeout for good; without a cap nothing
+    waits for a slot, so nothing leaks. Concurrency stays bounded by the requests in flight.
+    """
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+    )
 
 
 class SourceNotFound(LookupError):
