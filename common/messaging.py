@@ -389,6 +389,31 @@ def has_consumers(event_type: str) -> bool:
 Handler = Callable[[EventEnvelope], Awaitable[None]]
 
 
+async def run_until_cancelled(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    log: Any | None = None,
+) -> None:
+    """Start a consumer, retrying with back-off while the broker is unreachable, then keep it
+    running until cancelled and stop it (shielded, so a cancellation cannot cut the stop)."""
+    delay = 0.5
+    while True:
+        try:
+            await start()
+            break
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if log is not None:
+                log.warning("consumer_connect_failed", error=_describe(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.shield(stop())
+
+
 def _header_int(headers: Mapping[str, Any], name: str) -> int:
     value = headers.get(name)
     try:
@@ -500,21 +525,7 @@ class Consumer:
 
     async def run_forever(self) -> None:
         """Start (retrying while RabbitMQ is unreachable) and consume until cancelled."""
-        delay = 0.5
-        while True:
-            try:
-                await self.start()
-                break
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._log.warning("consumer_connect_failed", error=_describe(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.shield(self.stop())
+        await run_until_cancelled(self.start, self.stop, self._log)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()

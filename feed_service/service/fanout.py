@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from pydantic import BaseModel, ConfigDict
 
 from common.logging import get_logger
-from common.messaging import DLX, is_transient
+from common.messaging import DLX, run_until_cancelled
 from feed_service.service.feed_manager import Entry, FeedManager
 
 __all__ = ["FANOUT_QUEUE", "FanoutBatch", "FanoutPublisher", "FanoutWorker"]
@@ -168,20 +168,7 @@ class FanoutWorker:
             await connection.close()
 
     async def run_forever(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.start()
-                break
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.shield(self.stop())
+        await run_until_cancelled(self.start, self.stop)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
