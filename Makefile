@@ -1,39 +1,55 @@
 # Murmur developer entry points. `make up` starts the backing servers, the five services and the
 # nginx gateway; `make test` runs the whole suite (it starts its own servers on free ports).
-PYTHON ?= python3
+#
+# Everything runs from the project's own venv (.venv), made from uv.lock by a pinned uv: a
+# dependency missing from pyproject.toml fails here first, not on a user's machine.
+UV_VERSION := 0.13.9
+MURMUR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/murmur
+UV_HOME := $(MURMUR_CACHE)/uv-$(UV_VERSION)
+UV ?= $(UV_HOME)/bin/uv
+VENV := .venv
+PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: up down status deps test lint bench bench-smoke backing-up backing-down platform-up platform-down
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: up down status deps test lint bench bench-smoke backing-up backing-down platform-up platform-down image
 
 up: backing-up platform-up
 
 down: platform-down backing-down
 
-status:
+status: deps
 	-$(PYTHON) -m deploy.local status
 	-$(PYTHON) -m deploy.platform status
 
-# PostgreSQL (murmur_auth, murmur_post), Redis, RabbitMQ, Neo4j and MailHog on their default
+# PostgreSQL (murmur_auth, murmur_post), Redis, RabbitMQ, Neo4j and Mailpit on their default
 # ports; state in .murmur/, logs in .murmur/logs/ (see docs/local.md).
 backing-up: deps
 	$(PYTHON) -m deploy.local up
 
-backing-down:
+backing-down: deps
 	$(PYTHON) -m deploy.local down
 
 # The five services (migrated first) and the nginx gateway on :8080; logs in .murmur/platform/logs/.
-platform-up:
+platform-up: deps
 	$(PYTHON) -m deploy.platform up
 
-platform-down:
+platform-down: deps
 	$(PYTHON) -m deploy.platform down
 
-# Installs the project's Python dependencies when pyproject.toml changed since the last install.
-deps: .murmur/deps.stamp
+# The pinned uv, from PyPI, outside any venv (the machine's python3 only runs pip once).
+$(UV):
+	python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+		--target $(UV_HOME) uv==$(UV_VERSION)
 
-.murmur/deps.stamp: pyproject.toml
-	$(PYTHON) -m pip install -q -e '.[dev]'
-	@mkdir -p .murmur && touch $@
+# The venv holds exactly what uv.lock names (runtime, dev and bench); re-synced when the lock
+# or pyproject.toml changes. --frozen: the lock is the truth, never re-resolved here.
+deps: $(VENV)/.synced
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --python python3
+	@touch $@
 
 test: deps
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
@@ -42,14 +58,17 @@ lint: deps
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
-	lint-imports
+	$(VENV)/bin/lint-imports
+
+# The service image (deploy/docker/Dockerfile) with docker when present, else podman.
+image: deps
+	$(PYTHON) -m deploy.image build
 
 # The benchmark (docs/benchmarks.md): a private platform on free ports, the socfb-Reed98 graph,
 # open-loop load, fan-out lag, baselines; about 11 minutes. Not part of `make test`.
 BENCH_OUT ?= bench/results/latest.json
 
 bench: deps
-	$(PYTHON) -m pip install -q -e '.[bench]'
 	$(PYTHON) -m bench run --out $(BENCH_OUT)
 	$(PYTHON) -m bench report $(BENCH_OUT)
 
