@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import re
@@ -13,14 +14,19 @@ from deploy.local import install
 from deploy.local.process import HOST, ManagedServer, ServerError, run
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Where the data goes when the postgres user cannot reach the state directory (a clone under
+# /root or any `mktemp -d`, both 0700): one directory per state directory, owned by postgres.
+RELOCATED_ROOT = Path(os.environ.get("MURMUR_PG_RELOCATED_ROOT", "/var/lib/murmur"))
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class PostgresServer(ManagedServer):
     """PostgreSQL with superuser `user` reachable without a password from 127.0.0.1.
 
-    PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user and
-    `state_dir` (with its parents) must be reachable by that user.
+    PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user. When
+    that user cannot reach `state_dir` (a parent is private to root), the data directory and
+    the socket go to `RELOCATED_ROOT/<name>-<hash of state_dir>` instead, and `state_dir`
+    records where (`DATA_LOCATION`), so status and later starts find it.
     """
 
     name = "postgres"
@@ -41,12 +47,34 @@ class PostgresServer(ManagedServer):
         return {"port": self.port}
 
     @property
+    def location_file(self) -> Path:
+        return self.state_dir / "DATA_LOCATION"
+
+    @property
+    def data_root(self) -> Path:
+        """The directory holding `data/` and `run/`: `state_dir` unless relocated."""
+        try:
+            return Path(self.location_file.read_text().strip())
+        except OSError:
+            return self.state_dir
+
+    @property
+    def relocated(self) -> bool:
+        return self.data_root != self.state_dir
+
+    @property
     def data_dir(self) -> Path:
-        return self.state_dir / "data"
+        return self.data_root / "data"
 
     @property
     def socket_dir(self) -> Path:
-        return self.state_dir / "run"
+        return self.data_root / "run"
+
+    def describe(self) -> str:
+        where = f", data in {self.data_dir}"
+        if self.relocated:
+            where += f" (relocated: the postgres user cannot reach {self.state_dir})"
+        return super().describe() + where
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{HOST}:{self.port}/{database}"
@@ -60,22 +88,37 @@ class PostgresServer(ManagedServer):
             entry = pwd.getpwnam(owner)
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
+    def _reachable(self, owner: str, path: Path) -> bool:
+        return run(["test", "-w", str(path)], user=owner, check=False).returncode == 0
+
+    def _choose_data_root(self, owner: str | None) -> None:
+        """Relocate the data when `owner` cannot write the state directory."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.state_dir)
+        if owner is None or self._reachable(owner, self.state_dir):
+            self.location_file.unlink(missing_ok=True)
+            return
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        root = RELOCATED_ROOT / f"{self.name}-{digest}"
+        RELOCATED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
+        root.mkdir(exist_ok=True, mode=0o700)
+        self._chown(root)
+        if not self._reachable(owner, root):
+            raise ServerError(
+                f"user {owner} can reach neither {self.state_dir} nor {root}: set "
+                "MURMUR_STATE_DIR (or MURMUR_PG_RELOCATED_ROOT) to a directory whose parents "
+                "are world-traversable"
+            )
+        self.location_file.write_text(f"{root}\n")
+
     def prepare(self) -> None:
         install.ensure_apt("postgresql")
-        for path in (self.state_dir, self.socket_dir):
-            path.mkdir(parents=True, exist_ok=True)
-            self._chown(path)
+        owner = self.run_as()
+        self._choose_data_root(owner)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.socket_dir)
         self.logfile.touch()
         self._chown(self.logfile)
-        owner = self.run_as()
-        if (
-            owner is not None
-            and run(["test", "-w", str(self.state_dir)], user=owner, check=False).returncode
-        ):
-            raise ServerError(
-                f"user {owner} cannot write {self.state_dir}: choose a state directory whose "
-                "parents are world-traversable"
-            )
         if not (self.data_dir / "PG_VERSION").exists():
             shutil.rmtree(self.data_dir, ignore_errors=True)
             run(

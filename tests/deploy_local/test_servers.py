@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import smtplib
 import subprocess
 import sys
+import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -79,6 +81,51 @@ def test_postgres_databases_and_stop(state_dir: Path) -> None:
     finally:
         server.stop()
     _assert_gone(server, pid)
+
+
+def _psql(server: PostgresServer, sql: str) -> str:
+    result = subprocess.run(
+        ["psql", "-X", "-t", "-A", "-d", server.dsn(), "-c", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_postgres_in_a_private_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone under a 0700 directory (/root, any mktemp -d): as root, the postgres user cannot
+    reach the state directory, so the data goes where it can, and a restart finds it again."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    # Stands in for /var/lib/murmur: world-traversable, unlike pytest's tmp_path.
+    relocated_root = Path(tempfile.mkdtemp(prefix="murmur-pg-relocated-"))
+    relocated_root.chmod(0o755)
+    monkeypatch.setattr("deploy.local.postgres.RELOCATED_ROOT", relocated_root)
+    state = private / "clone" / ".murmur" / "postgres"
+    server = PostgresServer(state, free_port())
+    try:
+        server.start()
+        _psql(server, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
+        if os.geteuid() == 0:
+            assert server.relocated
+            assert server.data_dir.is_relative_to(relocated_root)
+            assert "relocated" in server.describe()
+        else:
+            assert not server.relocated
+            assert server.data_dir.is_relative_to(state)
+        assert str(server.data_dir) in server.describe()
+        server.stop()
+        # A new object, as a later `make up` or `make status` would make: same data.
+        again = PostgresServer(state, server.port)
+        assert again.data_dir == server.data_dir
+        again.start()
+        assert _psql(again, "SELECT v FROM kept") == "7"
+    finally:
+        PostgresServer(state, server.port).stop()
+        shutil.rmtree(relocated_root, ignore_errors=True)
 
 
 async def test_rabbitmq_restart_keeps_durable_queue(state_dir: Path) -> None:
