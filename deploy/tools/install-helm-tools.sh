@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds Helm and helm-unittest from the Go module proxy and installs kubernetes-validate from
-# PyPI. Idempotent: binaries are cached by version in ~/.cache/murmur/bin, so a second run
-# only checks that they are there. Prints the bin directory on its last line.
+# Builds Helm and helm-unittest from the Go module proxy (kubernetes-validate is a dev
+# dependency in uv.lock, run from the project venv). Idempotent: binaries are cached by
+# version in ~/.cache/murmur/bin, so a second run only checks that they are there. Prints the bin directory on its last line.
 #
 # Environment knobs (all optional):
 #   MURMUR_TOOLS_DIR      cache root (default ~/.cache/murmur)
@@ -64,10 +64,5 @@ if [[ ! -x "${unittest_bin}" ]]; then
     log "helm-unittest built in $(( $(date +%s) - start ))s"
 fi
 ln -sfn "$(basename "${unittest_bin}")" "${BIN}/helm-unittest"
-
-if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
-    log "installing kubernetes-validate"
-    python3 -m pip install --quiet 'kubernetes-validate>=1.32'
-fi
 
 echo "${BIN}"
