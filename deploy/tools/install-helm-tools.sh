@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Helm and helm-unittest from the Go module proxy (kubernetes-validate is a dev
 # dependency in uv.lock, run from the project venv). Idempotent: binaries are cached by
-# version in ~/.cache/murmur/bin, so a second run only checks that they are there. Prints the bin directory on its last line.
+# version in ~/.cache/murmur/bin, so a second run only checks that they are there. Prints
+# the bin directory on its last line.
 #
 # Environment knobs (all optional):
 #   MURMUR_TOOLS_DIR      cache root (default ~/.cache/murmur)
