@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -288,7 +289,7 @@ def test_cli_renders_a_file(tmp_path: Path) -> None:
     out = tmp_path / "gw.conf"
     subprocess.run(
         [
-            "python",
+            sys.executable,
             "-m",
             "deploy.gateway",
             "render",
@@ -312,7 +313,16 @@ def test_cli_renders_a_file(tmp_path: Path) -> None:
     assert "daemon off;" in text
 
     bad = subprocess.run(
-        ["python", "-m", "deploy.gateway", "render", "--out", str(out), "--upstream", "nope=1:2"],
+        [
+            sys.executable,
+            "-m",
+            "deploy.gateway",
+            "render",
+            "--out",
+            str(out),
+            "--upstream",
+            "nope=1:2",
+        ],
         capture_output=True,
         cwd=Path(__file__).resolve().parents[2],
     )

@@ -93,9 +93,7 @@ def _psql(server: PostgresServer, sql: str) -> str:
     return result.stdout.strip()
 
 
-def test_postgres_in_a_private_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postgres_in_a_private_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A clone under a 0700 directory (/root, any mktemp -d): as root, the postgres user cannot
     reach the state directory, so the data goes where it can, and a restart finds it again."""
     private = tmp_path / "private"
