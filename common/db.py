@@ -17,8 +17,13 @@ __all__ = ["SessionDep", "create_engine", "get_session", "session_factory"]
 
 
 def create_engine(url: str, **kw: Any) -> AsyncEngine:
-    """An asyncpg engine; pre-ping so a restarted PostgreSQL costs one retry, not a 500."""
+    """An asyncpg engine; pre-ping so a restarted PostgreSQL costs one retry, not a 500.
+
+    ``hide_parameters``: a failed statement's error (and any log line made from it) would
+    otherwise carry the bound values, such as an email address or a password hash.
+    """
     kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("hide_parameters", True)
     return create_async_engine(url, **kw)
 
 
