@@ -26,19 +26,46 @@ class AuthorRepository:
         return author if author is not None and author.deleted_at is None else None
 
     async def ensure(self, author_id: str, username: str) -> Author:
-        """The replica row of an authenticated user, created from token claims when missing.
+        """The replica row of an authenticated user, created from token claims when missing,
+        and share-locked until the transaction ends.
 
         user.registered may lag behind the user's first write; the event fills in the display
         name later (``source_at`` NULL lets any event win).
+
+        The lock (FOR SHARE; FOR KEY SHARE would not conflict with the tombstone's UPDATE) is
+        what makes deletion final: user.deleted writes the tombstone first, which waits for
+        every write holding this lock, then removes content, which sees those writes; a write
+        that locks after the tombstone reads it (a locking read sees the latest committed row)
+        and is refused.
         """
         await self.session.execute(
             insert(Author)
             .values(id=author_id, username=username, display_name=username)
             .on_conflict_do_nothing(index_elements=[Author.id])
         )
-        author = await self.session.get(Author, author_id, populate_existing=True)
+        author = await self.session.get(
+            Author, author_id, populate_existing=True, with_for_update={"read": True}
+        )
         assert author is not None
         return author
+
+    async def lock_active(self, author_id: str) -> bool:
+        """Share-lock the user's replica row (as :meth:`ensure`); False if it is a tombstone.
+
+        For writes that need no replica row of their own (edit, delete, unlike): a user with
+        no row has never written here, so nothing of theirs can race a deletion.
+        """
+        deleted_at = await self.session.scalar(
+            select(Author.deleted_at).where(Author.id == author_id).with_for_update(read=True)
+        )
+        return deleted_at is None
+
+    async def deleted_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """Tombstones written at or after ``since``: the token deny-list's source."""
+        rows = await self.session.execute(
+            select(Author.id, Author.deleted_at).where(Author.deleted_at >= since)
+        )
+        return [(user_id, at) for user_id, at in rows.tuples() if at is not None]
 
     async def apply_event(
         self, author_id: str, username: str, display_name: str, occurred_at: datetime

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.errors import Forbidden, NotFound, Unprocessable
+from common.errors import Forbidden, NotFound, Unauthorized, Unprocessable
 from common.events import (
     CommentCreated,
     CommentDeleted,
@@ -79,11 +79,18 @@ class PostService:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    # Every write locks the caller's replica row first (before any post or comment row, the
+    # order user.deleted takes them in too) and is refused once it is a tombstone; 401 like
+    # the token deny-list, which answers the same for a deleted account's token.
     async def _acting_author(self, user: AccessClaims) -> Author:
         author = await self.authors.ensure(user.sub, user.username)
         if author.deleted_at is not None:
-            raise Forbidden("This account has been deleted")
+            raise Unauthorized("This account has been deleted")
         return author
+
+    async def _lock_acting_user(self, user: AccessClaims) -> None:
+        if not await self.authors.lock_active(user.sub):
+            raise Unauthorized("This account has been deleted")
 
     async def _view(self, post_id: str, viewer_id: str | None) -> Post:
         view = (await self.posts.views([post_id], viewer_id)).get(post_id)
@@ -181,6 +188,7 @@ class PostService:
         return await self._view(post_id, viewer.sub if viewer else None)
 
     async def update_post(self, user: AccessClaims, post_id: str, data: PostUpdate) -> Post:
+        await self._lock_acting_user(user)
         post = await self.posts.get(post_id, for_update=True)
         if post is None:
             raise NotFound("Post not found")
@@ -203,6 +211,7 @@ class PostService:
         return await self._view(post_id, user.sub)
 
     async def delete_post(self, user: AccessClaims, post_id: str) -> None:
+        await self._lock_acting_user(user)
         post = await self.posts.get(post_id, for_update=True)
         if post is None:
             raise NotFound("Post not found")
@@ -271,6 +280,7 @@ class PostService:
             )
 
     async def unlike(self, user: AccessClaims, post_id: str) -> None:
+        await self._lock_acting_user(user)
         post = await self.posts.get(post_id)
         if post is None:
             # Unliking is idempotent: a missing post means there is no like left to remove.
@@ -347,6 +357,7 @@ class PostService:
         return _page(rows, limit, CursorCodec.comment)
 
     async def delete_comment(self, user: AccessClaims, comment_id: str) -> None:
+        await self._lock_acting_user(user)
         comment = await self.comments.get_owned(comment_id)
         if comment is None:
             raise NotFound("Comment not found")

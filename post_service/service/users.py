@@ -34,7 +34,12 @@ class UserReplicaService:
 
         Likes and comments on the user's own posts go with the posts (post.deleted covers
         them); those on other people's posts are announced one by one and uncounted.
+
+        The tombstone comes first: its row lock waits for the writes in flight (each holds a
+        share lock on the row, see ``AuthorRepository.ensure``) and refuses the later ones, so
+        the removal below sees every write the user will ever have made.
         """
+        await self.authors.mark_deleted(user_id, occurred_at)
         for post_id, post_author_id in await self.likes.on_others_posts(user_id):
             await self.posts.add_to_counters(post_id, likes=-1)
             await emit(
@@ -57,4 +62,3 @@ class UserReplicaService:
         for post_id in await self.posts.delete_by_author(user_id):
             await emit(self.session, PostDeleted(post_id=post_id, author_id=user_id))
         await self.posts.delete_mentions_of(user_id)
-        await self.authors.mark_deleted(user_id, occurred_at)
