@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Protocol, cast
 
 import httpx
@@ -21,6 +23,8 @@ __all__ = [
     "ACCESS_TOKEN_TYPE",
     "AccessClaims",
     "CurrentUser",
+    "DeletedUsers",
+    "DeletedUsersLoader",
     "JWKSClient",
     "KeySource",
     "OptionalUser",
@@ -28,6 +32,7 @@ __all__ = [
     "TokenVerifier",
     "UnknownKeyError",
     "current_user",
+    "deny_list_running",
     "optional_user",
 ]
 
@@ -241,6 +246,88 @@ class TokenVerifier:
             raise Unauthorized("Invalid token") from None
 
 
+# -- deny-list of deleted accounts ------------------------------------------------------------
+
+# (user id, when the account was deleted) of every deletion at or after the given time.
+DeletedUsersLoader = Callable[[datetime], Awaitable[Iterable[tuple[str, datetime]]]]
+
+
+class DeletedUsers:
+    """Deleted accounts whose access tokens may still be unexpired: those tokens get 401.
+
+    A deleted account cannot sign in again and its id is never reused, so an entry needs to
+    live only as long as the longest access token (``keep_s``). The hot path is a dict lookup;
+    the set is reloaded every ``refresh_interval_s`` from the service's own store, which its
+    user.deleted consumer keeps (a tombstone), so every replica learns a deletion within one
+    interval of its own consumer, wherever that consumer runs. A failed reload keeps the last
+    set (logged): the store being down must not lock everyone out.
+    """
+
+    def __init__(
+        self,
+        load: DeletedUsersLoader,
+        *,
+        keep_s: float,
+        refresh_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._load = load
+        self.keep_s = keep_s
+        self.refresh_interval_s = refresh_interval_s
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self.loaded = False
+
+    def __contains__(self, user_id: object) -> bool:
+        until = self._until.get(user_id) if isinstance(user_id, str) else None
+        return until is not None and until > self._clock()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def add(self, user_id: str, deleted_at: datetime) -> None:
+        """Deny now (the consumer of this process calls it, not waiting for the reload)."""
+        self._until[user_id] = deleted_at.timestamp() + self.keep_s
+
+    async def refresh(self) -> None:
+        now = self._clock()
+        since = datetime.fromtimestamp(now - self.keep_s).astimezone()
+        entries = await self._load(since)
+        until = {user_id: at.timestamp() + self.keep_s for user_id, at in entries}
+        # Entries added by the local consumer since the load began stay.
+        for user_id, at in self._until.items():
+            if at > now and until.get(user_id, 0.0) < at:
+                until[user_id] = at
+        self._until = until
+        self.loaded = True
+
+    async def run(self) -> None:
+        """Reload until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # any store failure: keep the last set
+                log.warning("deny_list_refresh_failed", error=type(exc).__name__)
+            await asyncio.sleep(self.refresh_interval_s)
+
+    def check(self, claims: AccessClaims) -> None:
+        if claims.sub in self:
+            raise Unauthorized("This account has been deleted")
+
+
+@contextlib.asynccontextmanager
+async def deny_list_running(app_state: Any, deny_list: DeletedUsers) -> AsyncIterator[None]:
+    """Attach ``deny_list`` to the app's token checks and reload it while the context is open."""
+    app_state.deleted_users = deny_list
+    task = asyncio.create_task(deny_list.run(), name="deny-list-refresh")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 # OAuth2 password flow in the OpenAPI document, so the /docs "Authorize" button can log in
 # through auth_service's token endpoint; on the wire it is a plain bearer token.
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a path, not a secret)
@@ -256,8 +343,15 @@ def _verifier(request: Request) -> TokenVerifier:
 
 async def _verify(request: Request, token: str) -> AccessClaims:
     claims = await _verifier(request).verify(token)
+    _check_deny_list(request, claims)
     structlog.contextvars.bind_contextvars(user_id=claims.sub)
     return claims
+
+
+def _check_deny_list(request: Request, claims: AccessClaims) -> None:
+    deny_list = getattr(request.app.state, "deleted_users", None)
+    if deny_list is not None:
+        cast(DeletedUsers, deny_list).check(claims)
 
 
 async def current_user(

@@ -13,7 +13,7 @@ from common.app import create_app as create_service_app
 from common.errors import problem_response
 from common.health import redis_check
 from common.logging import get_logger
-from common.security import JWKSClient, TokenVerifier
+from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
 from feed_service.api import feed, notifications
 from feed_service.runtime import open_runtime, run_workers
 from feed_service.settings import FeedSettings
@@ -54,6 +54,12 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
                 app.state.feed_reader = runtime.reader
                 app.state.notifications = runtime.notifications
                 app.state.readiness["redis"] = redis_check(runtime.redis)
+                deny_list = DeletedUsers(
+                    runtime.cache.deleted_since,
+                    keep_s=settings.deny_list_keep_s,
+                    refresh_interval_s=settings.deny_list_refresh_s,
+                )
+                await stack.enter_async_context(deny_list_running(app.state, deny_list))
                 if settings.run_workers:
                     app.state.consumer = await stack.enter_async_context(run_workers(runtime))
                 yield

@@ -13,7 +13,7 @@ from common.errors import dependency_errors
 from common.health import amqp_check, neo4j_check
 from common.logging import get_logger
 from common.messaging import Consumer, Publisher
-from common.security import JWKSClient, TokenVerifier
+from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
 from network_service.api import internal, public
 from network_service.events.handlers import UserEventHandlers
 from network_service.repository.driver import Graph, create_driver
@@ -120,8 +120,14 @@ def create_app(settings: NetworkSettings | None = None) -> FastAPI:
             app.state.readiness["amqp"] = amqp_check(settings.amqp_url.get_secret_value())
             if workers is not None:
                 await workers.start()
+            deny_list = DeletedUsers(
+                app.state.follow_service.deleted_since,
+                keep_s=settings.deny_list_keep_s,
+                refresh_interval_s=settings.deny_list_refresh_s,
+            )
             try:
-                yield
+                async with deny_list_running(app.state, deny_list):
+                    yield
             finally:
                 if workers is not None:
                     await workers.stop()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,13 +16,14 @@ from common.db import create_engine, session_factory
 from common.health import postgres_check
 from common.messaging import Consumer, Publisher
 from common.outbox import OutboxRelay
-from common.security import JWKSClient, TokenVerifier
+from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
 from post_service.api import internal, posts
 from post_service.events.handlers import CONSUMER, make_handlers
 from post_service.events.outbox import PRODUCER
+from post_service.repository.authors import AuthorRepository
 from post_service.settings import PostSettings
 
-__all__ = ["Workers", "create_app", "run_workers"]
+__all__ = ["Workers", "create_app", "deny_list", "run_workers"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,20 @@ async def run_workers(
         await publisher.close()
 
 
+def deny_list(
+    settings: PostSettings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> DeletedUsers:
+    """Deleted accounts, from the author replica's tombstones."""
+
+    async def load(since: datetime) -> list[tuple[str, datetime]]:
+        async with sessionmaker() as session:
+            return await AuthorRepository(session).deleted_since(since)
+
+    return DeletedUsers(
+        load, keep_s=settings.deny_list_keep_s, refresh_interval_s=settings.deny_list_refresh_s
+    )
+
+
 def create_app(settings: PostSettings | None = None) -> FastAPI:
     settings = settings or PostSettings()
 
@@ -76,6 +92,9 @@ def create_app(settings: PostSettings | None = None) -> FastAPI:
             )
         try:
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(
+                    deny_list_running(app.state, deny_list(settings, app.state.sessionmaker))
+                )
                 if settings.run_workers:
                     app.state.workers = await stack.enter_async_context(
                         run_workers(settings, engine, app.state.sessionmaker)

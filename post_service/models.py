@@ -68,7 +68,11 @@ class Author(Base):
     source_at: Mapped[datetime | None] = mapped_column(TZ)
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
 
-    __table_args__ = (Index("ix_authors_lower_username", func.lower(username)),)
+    __table_args__ = (
+        Index("ix_authors_lower_username", func.lower(username)),
+        # Tombstones are few; the token deny-list reloads the recent ones every second.
+        Index("ix_authors_deleted_at", deleted_at, postgresql_where=deleted_at.is_not(None)),
+    )
 
 
 class Post(Base):

@@ -6,11 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from auth_service.repository.users import UserRepository
 from auth_service.service.auth import AuthService
 from auth_service.service.limits import AuthLimits
 from auth_service.service.users import UserService
 from common.db import SessionDep
-from common.security import CurrentUser
+from common.errors import Unauthorized
+from common.security import AccessClaims
+from common.security import CurrentUser as VerifiedToken
 
 __all__ = [
     "AuthServiceDep",
@@ -42,6 +45,16 @@ async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def current_account(claims: VerifiedToken, session: SessionDep) -> AccessClaims:
+    """The caller, whose account still exists: auth's deny-list is its own users table (ids
+    are never reused, so a missing row is a deleted account and its token gets 401)."""
+    if await UserRepository(session).get(claims.sub) is None:
+        raise Unauthorized("This account has been deleted")
+    return claims
+
+
+# The identity map keeps the row, so the endpoint's own lookup of the user costs no query.
+CurrentUser = Annotated[AccessClaims, Depends(current_account)]
 AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
 UserServiceDep = Annotated[UserService, Depends(user_service)]
 LimitsDep = Annotated[AuthLimits, Depends(limits)]

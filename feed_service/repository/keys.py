@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BIG_AUTHORS",
+    "DELETED_USERS",
     "author_posts",
     "author_posts_meta",
     "entry",
@@ -146,6 +147,9 @@ def tombstone(post_id: str) -> str:
 # --- global ---
 BIG_AUTHORS = "bigauthors"
 """SET of authors above the hybrid threshold: not fanned out, merged at read time."""
+
+DELETED_USERS = "deletedusers"
+"""ZSET user id -> deletion time (epoch s), pruned past deny_list_keep_s: the token deny-list."""
 
 
 def entry(post_id: str, author_id: str) -> str:

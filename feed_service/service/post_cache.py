@@ -8,8 +8,9 @@ post_service's batch API, whose answer is cached briefly (its counts are not eve
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from common.errors import ServiceUnavailable
@@ -193,10 +194,20 @@ class PostCache:
         await self.redis.hset(key, mapping={"username": username, "display_name": display_name})
 
     async def delete_user(self, user_id: str) -> None:
+        now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(keys.user(user_id))
         pipe.set(keys.user_tombstone(user_id), "1", ex=self.settings.tombstone_ttl_s)
+        # The token deny-list: the account's unexpired tokens get 401 on every replica.
+        pipe.zadd(keys.DELETED_USERS, {user_id: now})
+        pipe.zremrangebyscore(keys.DELETED_USERS, "-inf", now - self.settings.deny_list_keep_s)
         await pipe.execute()
+
+    async def deleted_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        rows = await self.redis.zrangebyscore(
+            keys.DELETED_USERS, since.timestamp(), "+inf", withscores=True
+        )
+        return [(str(member), datetime.fromtimestamp(score, UTC)) for member, score in rows]
 
     async def mark_likes_tracked(self, user_id: str) -> None:
         await self.redis.set(keys.liked_meta(user_id), "1", nx=True)

@@ -29,6 +29,7 @@ __all__ = [
     "create_follow",
     "delete_follow",
     "delete_user",
+    "deleted_since",
     "followee_ids",
     "follower_ids_page",
     "list_followers",
@@ -404,3 +405,12 @@ async def delete_user(
         UnfollowedEdge(followee_id=followee, seq=base + offset)
         for offset, followee in enumerate(record["followees"], start=1)
     ]
+
+
+async def deleted_since(tx: AsyncManagedTransaction, *, since_ms: int) -> list[tuple[str, int]]:
+    """Tombstones written at or after ``since_ms``: the token deny-list's source."""
+    result = await tx.run(
+        "MATCH (d:DeletedUser) WHERE d.deleted_at >= $since RETURN d.id AS id, d.deleted_at AS at",
+        since=since_ms,
+    )
+    return [(record["id"], record["at"]) async for record in result]

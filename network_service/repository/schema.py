@@ -16,6 +16,8 @@ SCHEMA_STATEMENTS: tuple[LiteralString, ...] = (
     # Tombstones keep a late user.registered (or a still-valid token) from resurrecting an
     # account that was deleted.
     "CREATE CONSTRAINT deleted_user_id IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
+    # The token deny-list reloads the recent tombstones every second.
+    "CREATE INDEX deleted_user_at IF NOT EXISTS FOR (d:DeletedUser) ON (d.deleted_at)",
     "CREATE CONSTRAINT outbox_event_id IF NOT EXISTS FOR (e:OutboxEvent) REQUIRE e.id IS UNIQUE",
     # Pages a user's followers by id without expanding and sorting all of them.
     "CREATE INDEX follows_followee IF NOT EXISTS "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from neo4j import AsyncManagedTransaction
 
@@ -67,6 +68,11 @@ class FollowService:
 
         if await self._graph.write(work):
             self._on_event()
+
+    async def deleted_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """Accounts deleted at or after ``since`` (their tombstones), for the token deny-list."""
+        rows = await self._graph.read(graph.deleted_since, since_ms=to_ms(since))
+        return [(user_id, from_ms(at)) for user_id, at in rows]
 
     async def unfollow(self, *, follower_id: str, followee_id: str) -> None:
         async def work(tx: AsyncManagedTransaction) -> bool:

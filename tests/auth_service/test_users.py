@@ -105,7 +105,16 @@ async def test_delete_account(client: httpx.AsyncClient, auth_database: str) -> 
     events = await outbox_events(auth_database, user["id"])
     assert events[-1]["type"] == "user.deleted" and events[-1]["data"] == {"user_id": user["id"]}
     assert (await client.get(f"/api/v1/users/{user['id']}")).status_code == 404
-    assert (await client.get("/api/v1/me", headers=bearer(tokens))).status_code == 404
+    # The deleted account's unexpired access token gets 401 on every authenticated endpoint.
+    for method, path, body in (
+        ("GET", "/api/v1/me", None),
+        ("PATCH", "/api/v1/me", {"display_name": "ghost"}),
+        ("DELETE", "/api/v1/me", {"password": PASSWORD}),
+        ("POST", "/api/v1/auth/resend-verification", None),
+    ):
+        r = await client.request(method, path, json=body, headers=bearer(tokens))
+        assert r.status_code == 401, (method, path, r.text)
+        assert r.json()["detail"] == "This account has been deleted"
     r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r.status_code == 401
     r = await client.post(
