@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from common.sealing import DEVELOPMENT_SEAL_KEY, is_development_key
 from common.settings import ServiceSettings, is_development_secret
 
 __all__ = ["AuthSettings"]
@@ -29,6 +30,9 @@ class AuthSettings(ServiceSettings):
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, gt=0)
     verification_token_ttl_s: int = Field(48 * 3600, gt=0)
     password_reset_token_ttl_s: int = Field(3600, gt=0)
+    # Fernet keys (comma-separated, the first seals) shared with email_service alone: the
+    # token and address in verification and reset events travel sealed (common.sealing).
+    event_seal_keys: SecretStr = SecretStr(DEVELOPMENT_SEAL_KEY)
 
     # Rate limits in `limits` notation.
     rate_login_account: str = "10/minute"
@@ -50,4 +54,8 @@ class AuthSettings(ServiceSettings):
             problems.append("database_url uses development credentials")
         if self.bcrypt_rounds < 12:
             problems.append("bcrypt_rounds below 12")
+        if is_development_key(self.event_seal_keys):
+            problems.append("event_seal_keys holds the development key")
+        if self.access_token_ttl_s + 30 > self.deny_list_keep_s:
+            problems.append("deny_list_keep_s is shorter than an access token's lifetime")
         return problems

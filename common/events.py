@@ -101,11 +101,13 @@ class UserRegistered(EventPayload):
 
 class UserVerificationRequested(EventPayload):
     event_type: ClassVar[str] = "user.verification_requested"
+    # 2: the address and the token travel sealed (common.sealing), never in plain text.
+    event_version: ClassVar[int] = 2
     aggregate_field: ClassVar[str | None] = "user_id"
     user_id: str
     username: str
-    email: str
-    token: str = Field(repr=False)
+    # {"email": ..., "token": ...} sealed for email_service; see common.sealing.
+    sealed: str = Field(repr=False)
 
 
 class UserEmailVerified(EventPayload):
@@ -116,11 +118,13 @@ class UserEmailVerified(EventPayload):
 
 class UserPasswordResetRequested(EventPayload):
     event_type: ClassVar[str] = "user.password_reset_requested"
+    # 2: the address and the token travel sealed (common.sealing), never in plain text.
+    event_version: ClassVar[int] = 2
     aggregate_field: ClassVar[str | None] = "user_id"
     user_id: str
     username: str
-    email: str
-    token: str = Field(repr=False)
+    # {"email": ..., "token": ...} sealed for email_service; see common.sealing.
+    sealed: str = Field(repr=False)
 
 
 class UserUpdated(EventPayload):

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from common.app import create_app as create_service_app
 from common.health import amqp_check, redis_check
 from common.messaging import Consumer
+from common.sealing import sealer
 from email_service.events.handlers import build_handlers
 from email_service.repository.store import MailStore
 from email_service.service.compose import Composer
@@ -55,7 +56,9 @@ def build_consumer(settings: EmailSettings, mailer: Mailer) -> Consumer:
     return Consumer(
         settings.amqp_url.get_secret_value(),
         service=SERVICE,
-        handlers=build_handlers(mailer),
+        handlers=build_handlers(
+            mailer, sealer(settings.event_seal_keys), max_age_s=settings.sealed_max_age_s
+        ),
         prefetch=settings.consumer_prefetch,
         delivery_limit=settings.delivery_limit,
         retry_delays_ms=settings.retry_delays_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from common.sealing import DEVELOPMENT_SEAL_KEY, is_development_key
 from common.settings import ServiceSettings
 
 __all__ = ["EmailSettings"]
@@ -36,7 +37,17 @@ class EmailSettings(ServiceSettings):
     # Mail still queued for a deleted account is dropped for this long after the deletion.
     deleted_user_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     key_prefix: str = "murmur:email"
+    # auth_service's event_seal_keys (the same Secret); sealed fields older than the longest
+    # one-time token (verification, 48 h) are refused: their link would be dead anyway.
+    event_seal_keys: SecretStr = SecretStr(DEVELOPMENT_SEAL_KEY)
+    sealed_max_age_s: int = Field(48 * 3600, gt=0)
 
     consumer_prefetch: int = Field(16, ge=1)
     delivery_limit: int = Field(10, ge=1)
     retry_delays_ms: list[int] = Field(default_factory=lambda: [1000, 5000, 30000])
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if is_development_key(self.event_seal_keys):
+            problems.append("event_seal_keys holds the development key")
+        return problems

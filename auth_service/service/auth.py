@@ -26,6 +26,7 @@ from common.events import (
 from common.ids import new_id
 from common.logging import get_logger
 from common.outbox import add_event
+from common.sealing import sealer
 from common.time import utcnow
 
 __all__ = ["PRODUCER", "AuthService", "InvalidToken"]
@@ -178,6 +179,11 @@ class AuthService:
         await self.one_time_tokens.spend_unused(user.id, TokenPurpose.VERIFY_EMAIL, utcnow())
         await self._request_verification(user)
 
+    def _seal(self, email: str, token: str) -> str:
+        # Only email_service can read these: the outbox, broker and dead-letter copies of the
+        # event are ciphertext (docs/api-auth.md, "Tokens in events").
+        return sealer(self.settings.event_seal_keys).seal({"email": email, "token": token})
+
     async def _request_verification(self, user: User) -> None:
         token = await self._new_one_time_token(
             user.id, TokenPurpose.VERIFY_EMAIL, self.settings.verification_token_ttl_s
@@ -185,7 +191,7 @@ class AuthService:
         await add_event(
             self.session,
             UserVerificationRequested(
-                user_id=user.id, username=user.username, email=user.email, token=token
+                user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
             producer=PRODUCER,
             aggregate_id=user.id,
@@ -235,7 +241,7 @@ class AuthService:
         await add_event(
             self.session,
             UserPasswordResetRequested(
-                user_id=user.id, username=user.username, email=user.email, token=token
+                user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
             producer=PRODUCER,
             aggregate_id=user.id,

@@ -20,6 +20,7 @@ from auth_service.app import create_app
 from auth_service.migrations import upgrade
 from auth_service.settings import AuthSettings
 from tests.support.jwt import TokenFactory
+from tests.support.sealing import unsealed
 
 GENEROUS = "1000/minute"
 PASSWORD = "correct horse battery"
@@ -151,5 +152,4 @@ async def outbox_events(database_url: str, user_id: str) -> list[dict[str, Any]]
 async def latest_token(database_url: str, user_id: str, event_type: str) -> str:
     events = [e for e in await outbox_events(database_url, user_id) if e["type"] == event_type]
     assert events, f"no {event_type} event for {user_id}"
-    token: str = events[-1]["data"]["token"]
-    return token
+    return unsealed(events[-1]["data"]["sealed"])["token"]

@@ -15,6 +15,7 @@ from tests.auth_service.conftest import (
     register,
     unique,
 )
+from tests.support.sealing import unsealed
 
 NEW_PASSWORD = "a whole new password"
 
@@ -120,8 +121,11 @@ async def test_password_reset_end_to_end(client: httpx.AsyncClient, auth_databas
     events = await outbox_events(auth_database, user["id"])
     reset = [e for e in events if e["type"] == "user.password_reset_requested"]
     assert len(reset) == 1
-    assert reset[0]["data"]["email"] == user["email"]
-    token = reset[0]["data"]["token"]
+    assert user["email"] not in str(reset[0])  # sealed for email_service
+    opened = unsealed(reset[0]["data"]["sealed"])
+    assert opened["email"] == user["email"]
+    token = opened["token"]
+    assert token not in str(reset[0])
 
     too_long = await client.post(
         "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "é" * 37}

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from auth_service.service.passwords import PasswordHasher
 from auth_service.settings import AuthSettings
 from tests.auth_service.conftest import PASSWORD, outbox_events, register, unique
+from tests.support.sealing import unsealed
 
 
 async def test_register_returns_private_user_without_secrets(client: httpx.AsyncClient) -> None:
@@ -169,7 +170,11 @@ async def test_registration_stores_a_bcrypt_hash_and_writes_events(
         "display_name": user["display_name"],
         "email": user["email"],
     }
-    assert len(events[1]["data"]["token"]) >= 40
+    # The verification token and the address travel sealed, for email_service alone.
+    assert set(events[1]["data"]) == {"user_id", "username", "sealed"}
+    opened = unsealed(events[1]["data"]["sealed"])
+    assert opened["email"] == user["email"] and len(opened["token"]) >= 40
+    assert opened["token"] not in str(events[1]) and user["email"] not in str(events[1])
 
 
 async def test_bcrypt_cost_defaults_to_12() -> None:

@@ -37,15 +37,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "user.verification_requested": {
         "user_id": "u1",
         "username": "ann",
-        "email": "a@x.io",
-        "token": "t0k",
+        "sealed": "gAAAA-sealed-t0k",
     },
     "user.email_verified": {"user_id": "u1"},
     "user.password_reset_requested": {
         "user_id": "u1",
         "username": "ann",
-        "email": "a@x.io",
-        "token": "t0k",
+        "sealed": "gAAAA-sealed-t0k",
     },
     "user.updated": {"user_id": "u1", "username": "ann", "display_name": "Ann B"},
     "user.deleted": {"user_id": "u1"},
@@ -159,7 +157,7 @@ def test_unknown_type_and_invalid_data_raise_value_errors_without_leaking_values
         type="user.verification_requested",
         occurred_at=NOW,
         producer="auth",
-        data={"user_id": "u1", "email": secret, "token": ["not", "a", secret]},
+        data={"user_id": "u1", "username": secret, "sealed": ["not", "a", secret]},
     )
     with pytest.raises(ValueError, match=r"invalid user\.verification_requested") as info:
         parse_payload(bad)

@@ -12,6 +12,7 @@ import pytest
 from common.events import UserVerificationRequested, make_envelope
 from common.logging import THIRD_PARTY_LOG_FLOORS, configure_logging, get_logger
 from common.messaging import Publisher, declare_topology
+from tests.support.sealing import sealed
 
 SECRET = "tok-3f9a1c-never-in-logs"
 
@@ -44,7 +45,7 @@ async def test_amqp_frames_with_tokens_are_not_logged_at_debug(
             await publisher.publish(
                 make_envelope(
                     UserVerificationRequested(
-                        user_id="u1", username="ann", email="ann@example.com", token=SECRET
+                        user_id="u1", username="ann", sealed=sealed("ann@example.com", SECRET)
                     ),
                     producer="auth",
                 )

@@ -39,6 +39,7 @@ from common.outbox import (
     processed_events_table,
 )
 from common.time import utcnow
+from tests.support.sealing import sealed
 
 DEADLINE_S = 60.0
 
@@ -368,7 +369,7 @@ async def _add(db: Database, *payloads: EventPayload) -> list[str]:
 
 def _verification(user_id: str) -> UserVerificationRequested:
     return UserVerificationRequested(
-        user_id=user_id, username=user_id, email=f"{user_id}@example.com", token="t-" + user_id
+        user_id=user_id, username=user_id, sealed=sealed(f"{user_id}@example.com", "t-" + user_id)
     )
 
 
@@ -381,7 +382,7 @@ async def test_event_committed_before_its_consumer_queue_exists_is_delivered_onc
         db,
         _verification("u1"),
         UserEmailVerified(user_id="u2"),  # nobody consumes it: must not wait for anyone
-        UserPasswordResetRequested(user_id="u1", username="u1", email="u1@x.io", token="r"),
+        UserPasswordResetRequested(user_id="u1", username="u1", sealed=sealed("u1@x.io", "r")),
     )
     relay, publisher = make_relay(db, vhost_url, unroutable_backoff=0.2)
     received: list[str] = []

@@ -32,6 +32,7 @@ from tests.email_service.conftest import (
     wait_for_mail,
     wait_until,
 )
+from tests.support.sealing import sealed
 
 MakeVhost = Callable[[str], Awaitable[str]]
 
@@ -40,7 +41,9 @@ def verification(
     address: str, user_id: str | None = None, token: str | None = None
 ) -> UserVerificationRequested:
     return UserVerificationRequested(
-        user_id=user_id or new_id(), username="ada", email=address, token=token or new_id()
+        user_id=user_id or new_id(),
+        username="ada",
+        sealed=sealed(address, token or new_id()),
     )
 
 
@@ -49,7 +52,8 @@ async def test_verification_mail_is_multipart_with_a_stable_message_id(
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
-    event = envelope(verification(address, token="tok-" + new_id()))
+    token = "tok-" + new_id()
+    event = envelope(verification(address, token=token))
     async with running_email(email_settings(amqp_url=amqp)), publisher(amqp) as publish:
         await publish(event)
         [mail] = await wait_for_mail(mailhog.api_url, address)
@@ -57,7 +61,7 @@ async def test_verification_mail_is_multipart_with_a_stable_message_id(
     assert mail["To"] == address
     assert mail["Subject"] == "Verify your email address"
     assert mail.get_content_type() == "multipart/alternative"
-    link = f"{PUBLIC_BASE_URL}/api/v1/auth/verify-email?token={event.data['token']}"
+    link = f"{PUBLIC_BASE_URL}/api/v1/auth/verify-email?token={token}"
     assert link in text_body(mail)
     assert f'href="{link}"' in html_body(mail)
 
@@ -166,7 +170,9 @@ async def test_deleted_user_is_forgotten(
         await publish(envelope(UserDeleted(user_id=user_id)))
         await publish(
             envelope(
-                UserPasswordResetRequested(user_id=user_id, username="x", email=address, token="t")
+                UserPasswordResetRequested(
+                    user_id=user_id, username="x", sealed=sealed(address, "t")
+                )
             )
         )
         # A sentinel for another user proves the queue got past the dropped mail.
@@ -193,7 +199,7 @@ async def test_welcome_and_reset_mails(
         await publish(
             envelope(
                 UserPasswordResetRequested(
-                    user_id=user_id, username="ada", email=address, token="rtok"
+                    user_id=user_id, username="ada", sealed=sealed(address, "rtok")
                 )
             )
         )

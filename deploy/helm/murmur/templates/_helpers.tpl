@@ -102,12 +102,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if eq .component "auth" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_DATABASE_URL" "key" "auth-database-url") }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_SIGNING_KEYS" "key" "signing-keys") }}
+{{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_EVENT_SEAL_KEYS" "key" "event-seal-keys") }}
 {{- else if eq .component "post" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "POST_DATABASE_URL" "key" "post-database-url") }}
 {{- else if eq .component "network" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "NETWORK_NEO4J_PASSWORD" "key" "neo4j-password") }}
 {{- else if eq .component "email" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "EMAIL_SMTP_PASSWORD" "key" "smtp-password") }}
+{{ include "murmur.secretEnv" (dict "root" $root "name" "EMAIL_EVENT_SEAL_KEYS" "key" "event-seal-keys") }}
 {{- end }}
 {{- end }}
 
