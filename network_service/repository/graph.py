@@ -119,10 +119,14 @@ async def create_follow(
           WITH a, b, r, r.marker = $marker AS created
           SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
           REMOVE a._lock, b._lock
-          RETURN created, r.since AS since, a.event_seq AS seq
+          WITH a, r, created
+          // Again under the lock: a deletion that committed while this query ran (after the
+          // first check) is seen now, and the caller rolls the transaction back.
+          OPTIONAL MATCH (late:DeletedUser {id: $follower_id})
+          RETURN created, r.since AS since, a.event_seq AS seq, late IS NOT NULL AS late_gone
         }
-        RETURN gone IS NOT NULL AS caller_deleted, b IS NOT NULL AS followee_exists,
-               created, since, seq
+        RETURN gone IS NOT NULL OR coalesce(late_gone, false) AS caller_deleted,
+               b IS NOT NULL AS followee_exists, created, since, seq
         """,
         follower_id=follower_id,
         username=follower_username,
