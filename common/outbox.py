@@ -383,7 +383,7 @@ class OutboxRelay:
                 _OUTBOX.c.id.not_in([r.id for r in rows]),
             )
         )
-        return {a for (a,) in result.all()}
+        return {str(a) for (a,) in result.all()}
 
     async def _run(self) -> None:
         backoff = 0.0
