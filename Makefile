@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up down status deps test lint bench bench-smoke backing-up backing-down platform-up platform-down image
+.PHONY: up down status deps test lint bench bench-smoke backing-up backing-down platform-up platform-down image chaos
 
 up: backing-up platform-up
 
@@ -63,6 +63,11 @@ lint: deps
 # The service image (deploy/docker/Dockerfile) with docker when present, else podman.
 image: deps
 	$(PYTHON) -m deploy.image build
+
+# The fault-injection test (tests/chaos, issue 12), long form: 20 users, three passes of every
+# fault; the short form runs in `make test`. Logs of a failed run stay in /tmp/murmur-bench-*.
+chaos: deps
+	MURMUR_CHAOS=long $(PYTHON) -m pytest -q -s tests/chaos $(PYTEST_ARGS)
 
 # The benchmark (docs/benchmarks.md): a private platform on free ports, the socfb-Reed98 graph,
 # open-loop load, fan-out lag, baselines; about 11 minutes. Not part of `make test`.
