@@ -180,11 +180,15 @@ class FeedEvents:
             actor_id=event.user_id,
             event_id=envelope.id,
             post_id=event.post_id,
+            ref=_like_ref(event.post_id, event.user_id),
         )
 
     async def post_unliked(self, envelope: EventEnvelope) -> None:
         event = PostUnliked.model_validate(envelope.data)
         await self.cache.count_like(event.post_id, event.user_id, add=False)
+        await self.notifications.retract(
+            event.post_author_id, _like_ref(event.post_id, event.user_id)
+        )
 
     async def comment_created(self, envelope: EventEnvelope) -> None:
         event = CommentCreated.model_validate(envelope.data)
@@ -196,8 +200,18 @@ class FeedEvents:
             event_id=envelope.id,
             post_id=event.post_id,
             comment_id=event.comment_id,
+            ref=_comment_ref(event.comment_id),
         )
 
     async def comment_deleted(self, envelope: EventEnvelope) -> None:
         event = CommentDeleted.model_validate(envelope.data)
         await self.cache.count_comment(event.post_id, event.comment_id, add=False)
+        await self.notifications.retract(event.post_author_id, _comment_ref(event.comment_id))
+
+
+def _like_ref(post_id: str, user_id: str) -> str:
+    return f"like:{post_id}:{user_id}"
+
+
+def _comment_ref(comment_id: str) -> str:
+    return f"comment:{comment_id}"

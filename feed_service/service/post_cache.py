@@ -104,10 +104,11 @@ return changed
 # A copy from post_service's batch API, kept ``ttl`` seconds and marked ``fallback``. It never
 # replaces an event-kept copy (whose counts and content events keep current), and never puts
 # back content older than an edit already applied or held aside: the batch answer may have
-# been read before an edit whose event was handled while it was on its way.
+# been read before an edit whose event was handled while it was on its way. Returns the
+# content and edited_at the cache holds afterwards (what a read must show).
 _FILL_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'fallback') ~= '1' then
-  return 0
+  return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 end
 local before = redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 local fields = {}
@@ -125,7 +126,7 @@ if edit[1] and edit[2] then
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 """
 
 
@@ -369,7 +370,9 @@ class PostCache:
             "liked_by_me": liked_by_me,
         }
 
-    async def _fill(self, fetched: Mapping[str, dict[str, Any]]) -> None:
+    async def _fill(self, fetched: dict[str, dict[str, Any]]) -> None:
+        """Cache post_service's answers as fallback copies; a fetched post whose content is
+        older than the cache's (an edit handled meanwhile) is shown with the cache's."""
         if not fetched:
             return
         for post_id, post in fetched.items():
@@ -384,7 +387,7 @@ class PostCache:
                 "like_count": int(post.get("like_count") or 0),
                 "comment_count": int(post.get("comment_count") or 0),
             }
-            await self._fill_one(
+            content, edited = await self._fill_one(
                 keys=[keys.post(post_id), keys.post_pending_edit(post_id)],
                 args=[
                     self.settings.post_cache_fallback_ttl_s,
@@ -392,6 +395,13 @@ class PostCache:
                     *(x for kv in fields.items() for x in kv),
                 ],
             )
+            edited_ms = int(edited or 0)
+            if content is not None and edited_ms > int(fields["edited_at"]):
+                fetched[post_id] = {
+                    **post,
+                    "content": content,
+                    "edited_at": format_timestamp(from_ms(edited_ms)),
+                }
         pipe = self.redis.pipeline(transaction=False)
         for post in fetched.values():
             for summary in [post["author"], *(post.get("mentions") or [])]:
