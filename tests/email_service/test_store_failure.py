@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from common.events import UserVerificationRequested
+from common.events import UserRegistered
 from common.ids import new_id
 from deploy.local.redis_servers import RedisServer
 from email_service.settings import EmailSettings
@@ -40,7 +40,7 @@ async def test_redis_down_between_smtp_accept_and_the_sent_log_sends_one_mail(
     amqp = await make_vhost("email")
     address = unique_address()
     event = envelope(
-        UserVerificationRequested(user_id=new_id(), username="ada", email=address, token="t")
+        UserRegistered(user_id=new_id(), username="ada", display_name="Ada", email=address)
     )
     # A short claim: without the fix, the retry after its expiry would send a second mail.
     settings = email_settings(amqp_url=amqp, send_lock_ttl_s=2, retry_delays_ms=[300, 600, 1000])
