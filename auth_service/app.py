@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import redis.asyncio as redis
 from fastapi import FastAPI
 
 from auth_service.api import auth, jwks, users
@@ -16,7 +15,7 @@ from auth_service.service.passwords import PasswordHasher
 from auth_service.settings import AuthSettings
 from common.app import create_app as create_service_app
 from common.db import create_engine, session_factory
-from common.health import postgres_check, redis_check
+from common.health import postgres_check
 from common.messaging import Publisher
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
@@ -61,8 +60,6 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             limiter = RateLimiter(settings.redis_url, key_prefix=settings.ratelimit_key_prefix)
             stack.push_async_callback(limiter.close)
             app.state.limits = AuthLimits(limiter, settings)
-            redis_client = redis.from_url(settings.redis_url)
-            stack.push_async_callback(redis_client.aclose)
 
             app.state.hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
             if getattr(app.state, "token_verifier", None) is None:
@@ -74,7 +71,8 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                 )
 
             app.state.readiness["postgres"] = postgres_check(engine)
-            app.state.readiness["redis"] = redis_check(redis_client)
+            # Pinged through the limiter's own pool: the connections requests really use.
+            app.state.readiness["redis"] = limiter.ping
             if settings.run_workers:
                 await stack.enter_async_context(_outbox_relay(settings, database_url))
             yield

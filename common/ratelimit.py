@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from functools import lru_cache
+from typing import Any
 
 import redis.asyncio as redis
 from limits import RateLimitItem, parse
@@ -12,6 +13,7 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from common.errors import TooManyRequests
+from common.redis_client import connection_pool
 
 __all__ = ["RateLimiter"]
 
@@ -28,7 +30,9 @@ class RateLimiter:
     """
 
     def __init__(self, redis_url: str, *, key_prefix: str = "murmur:ratelimit") -> None:
-        self._pool: redis.ConnectionPool = redis.ConnectionPool.from_url(redis_url)
+        # The storage runs on this pool, so its connections get the shared timeouts, health
+        # checks and retries (limits' own defaults have none).
+        self._pool: redis.ConnectionPool = connection_pool(redis_url)
         storage_url = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
         self._storage = RedisStorage(
             storage_url,
@@ -50,6 +54,12 @@ class RateLimiter:
     async def reset(self, rule: str, *identifiers: str) -> None:
         """Forget the hits of ``rule`` for ``identifiers`` (e.g. after a successful login)."""
         await self._limiter.clear(_rule(rule), *identifiers)
+
+    async def ping(self) -> None:
+        """Raises when the limiter's Redis does not answer (a readiness check)."""
+        client: Any = redis.Redis(connection_pool=self._pool)  # redis-py's sync|async typing
+        if not await client.ping():
+            raise ConnectionError("rate-limit Redis did not answer PING")
 
     async def close(self) -> None:
         await self._pool.disconnect()

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from common.app import create_app as create_service_app
 from common.health import amqp_check, redis_check
 from common.messaging import Consumer
+from common.redis_client import connect_redis
 from common.sealing import sealer
 from email_service.events.handlers import build_handlers
 from email_service.repository.store import MailStore
@@ -48,7 +49,11 @@ def build_mailer(settings: EmailSettings, client: redis.Redis) -> Mailer:
         timeout_s=settings.smtp_timeout_s,
     )
     return Mailer(
-        store=store, composer=composer, smtp=smtp, public_base_url=settings.public_base_url
+        store=store,
+        composer=composer,
+        smtp=smtp,
+        public_base_url=settings.public_base_url,
+        record_retry_s=settings.sent_record_retry_s,
     )
 
 
@@ -83,7 +88,7 @@ def create_app(settings: EmailSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            client = redis.from_url(settings.redis_url)
+            client = connect_redis(settings.redis_url)
             stack.push_async_callback(client.aclose)
             mailer = build_mailer(settings, client)
             app.state.mailer = mailer
@@ -109,7 +114,7 @@ def create_app(settings: EmailSettings | None = None) -> FastAPI:
 async def run_worker(settings: EmailSettings | None = None) -> None:
     """The consumer alone, without HTTP (``python -m email_service worker``)."""
     settings = settings or EmailSettings()
-    client = redis.from_url(settings.redis_url)
+    client = connect_redis(settings.redis_url)
     try:
         async with _running_consumer(settings, build_mailer(settings, client)):
             await asyncio.Event().wait()

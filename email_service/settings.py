@@ -34,6 +34,9 @@ class EmailSettings(ServiceSettings):
     sent_log_ttl_s: int = Field(30 * 24 * 3600, gt=0)
     # How long one worker holds an event while talking to SMTP before another may try.
     send_lock_ttl_s: int = Field(120, gt=0)
+    # After SMTP accepted a mail, recording it as sent is retried this long (a Redis restart)
+    # before the event is dead-lettered instead of retried (a retry would send it again).
+    sent_record_retry_s: float = Field(60.0, gt=0)
     # Mail still queued for a deleted account is dropped for this long after the deletion.
     deleted_user_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     key_prefix: str = "murmur:email"

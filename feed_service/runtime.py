@@ -36,7 +36,9 @@ class FeedRuntime:
 
 @contextlib.asynccontextmanager
 async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
-    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
+    redis = connect_redis(
+        settings.redis_url, cluster=settings.redis_cluster, block_ms=settings.sse_block_ms
+    )
     timeout_s = settings.internal_timeout_s
     async with (
         internal_client(settings.post_service_url, timeout_s=timeout_s) as post_http,

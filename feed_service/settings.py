@@ -29,6 +29,8 @@ class FeedSettings(ServiceSettings):
     fanout_workers: int = 2
     fanout_prefetch: int = 4
     hybrid_threshold: int = 10_000
+    # A big author is fanned out again once its followers fall below threshold * this ratio.
+    hybrid_unmark_ratio: float = 0.8
     idle_days: float = 30.0
     tombstone_ttl_s: int = 14 * 24 * 3600
     post_cache_ttl_s: int = 7 * 24 * 3600

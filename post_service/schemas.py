@@ -86,6 +86,11 @@ class RecentRequest(_Input):
     before: datetime | None = None
 
 
+class MentioningRequest(_Input):
+    user_id: Id
+    limit: int = Field(100, ge=1, le=1000)
+
+
 class RecentPost(BaseModel):
     id: str
     author_id: str

@@ -100,6 +100,8 @@ _INSTALL_STEPS: dict[str, Callable[[], object]] = {
     "postgres": lambda: install.ensure_apt("postgresql"),
     "redis_server": lambda: install.ensure_apt("redis-server"),
     "redis_cluster": lambda: install.ensure_apt("redis-server"),
+    "private_redis": lambda: install.ensure_apt("redis-server"),
+    "private_rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "neo4j": install.ensure_neo4j_launcher,
     "mailhog": install.ensure_mailhog,
@@ -206,6 +208,29 @@ def make_vhost(rabbitmq: RabbitMQServer) -> MakeVhost:
         return rabbitmq.vhost_url(name)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def private_redis(_servers: _Servers) -> Iterator[RedisServer]:
+    """A Redis server of the test module's own, which its tests may stop and restart."""
+    server = _servers.start(RedisServer(_servers.dir("redis-private"), free_port()))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_rabbitmq(_servers: _Servers) -> Iterator[RabbitMQServer]:
+    """A RabbitMQ node of the test module's own, which its tests may stop and restart."""
+    server = RabbitMQServer(
+        _servers.dir("rabbitmq-private"),
+        free_port(),
+        free_port(),
+        dist_port=free_port(),
+        epmd_port=free_port(),
+    )
+    _servers.start(server)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
 from common.logging import get_logger
-from common.messaging import TransientError
+from common.messaging import PermanentError, TransientError, is_transient
 from email_service.repository.store import MailStore
 from email_service.service.compose import Composer, Mail
 from email_service.service.smtp import SmtpSender
@@ -22,6 +29,8 @@ class Mailer:
     composer: Composer
     smtp: SmtpSender
     public_base_url: str
+    # How long recording a sent mail is retried in-process before the event is given up.
+    record_retry_s: float = 60.0
 
     def _link(self, path: str, **query: str) -> str:
         base = self.public_base_url.rstrip("/")
@@ -76,9 +85,13 @@ class Mailer:
     async def _send_once(self, user_id: str, mail: Mail) -> None:
         """Send unless this event's mail already went out.
 
-        The sent-log is written right after SMTP accepts the message, so the only duplicate
-        left is a crash between the two; the Message-ID is the event's, so even that one is
-        recognisable downstream.
+        The sent-log is written right after SMTP accepts the message. If the store fails at
+        that moment, writing it is retried here (the claim is kept meanwhile) for
+        ``record_retry_s``; after that the event is dead-lettered, never retried, because a
+        retry would send the mail again. The only duplicate left is a crash of this process
+        between SMTP's answer and the sent-log (the claim then expires after
+        ``send_lock_ttl_s`` and the redelivery sends again); the Message-ID is the event's, so
+        even that one is recognisable downstream (docs/operations.md).
         """
         if await self.store.was_sent(mail.event_id):
             log.info("email.duplicate_skipped", template=mail.template)
@@ -94,5 +107,21 @@ class Mailer:
         except BaseException:
             await self.store.release(mail.event_id)
             raise
-        await self.store.mark_sent(mail.event_id)
+        await self._record_sent(mail)
         log.info("email.sent", template=mail.template, user_id=user_id)
+
+    async def _record_sent(self, mail: Mail) -> None:
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(self.record_retry_s),
+                wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                retry=retry_if_exception(is_transient),
+                reraise=True,
+            ):
+                with attempt:
+                    await self.store.mark_sent(mail.event_id)
+        except Exception as exc:
+            # SMTP has the mail: retrying the event would send it twice. The claim is left
+            # to expire, and the dead letter tells an operator the mail went out unrecorded.
+            log.error("email.sent_not_recorded", template=mail.template, error=type(exc).__name__)
+            raise PermanentError("mail sent, but recording it failed; not retried") from exc

@@ -107,11 +107,26 @@ class FeedEvents:
                 post_id=event.post_id,
             )
         await self.feeds.ensure_followers(event.author_id)
-        if await self.feeds.follower_count(event.author_id) > self.settings.hybrid_threshold:
-            await self.feeds.mark_big(event.author_id)  # merged at read time instead
-            return
+        if await self._hybrid(event.author_id):
+            return  # merged at read time instead
         followers = await self.feeds.followers(event.author_id)
         await self._spread(event.post_id, "add", followers, entries=[(member, score)])
+
+    async def _hybrid(self, author_id: str) -> bool:
+        """Whether the author's posts are merged at read time (marking or unmarking it)."""
+        big, marked = await self.feeds.hybrid_state(author_id)
+        if big and not marked:
+            await self.feeds.mark_big(author_id)
+        elif marked and not big:
+            # Back to fan-out: the posts of its big period go into its followers' feeds
+            # first, then reads stop merging them (a redelivery redoes it idempotently).
+            await self.feeds.ensure_author_index(author_id)
+            entries = await self.feeds.author_entries(author_id, self.settings.feed_cap)
+            followers = await self.feeds.followers(author_id)
+            if entries and followers:
+                await self._spread(f"unbig-{author_id}", "add", followers, entries=entries)
+            await self.feeds.unmark_big(author_id)
+        return big
 
     async def post_updated(self, envelope: EventEnvelope) -> None:
         event = PostUpdated.model_validate(envelope.data)
@@ -130,9 +145,7 @@ class FeedEvents:
     async def user_followed(self, envelope: EventEnvelope) -> None:
         event = UserFollowed.model_validate(envelope.data)
         await self.feeds.add_follow(event.follower_id, event.followee_id)
-        if await self.feeds.follower_count(event.followee_id) > self.settings.hybrid_threshold:
-            await self.feeds.mark_big(event.followee_id)
-        if not await self.feeds.is_big(event.followee_id):
+        if not await self._hybrid(event.followee_id):
             await self.feeds.merge(event.follower_id, event.followee_id)
         await self.notifications.notify(
             event.followee_id, "follow", actor_id=event.follower_id, event_id=envelope.id
@@ -142,6 +155,7 @@ class FeedEvents:
         event = UserUnfollowed.model_validate(envelope.data)
         await self.feeds.remove_follow(event.follower_id, event.followee_id)
         await self.feeds.unmerge(event.follower_id, event.followee_id)
+        await self._hybrid(event.followee_id)  # may fall below the unmark level
 
     # ------------------------------------------------------------------ users
     async def user_registered(self, envelope: EventEnvelope) -> None:
@@ -180,11 +194,15 @@ class FeedEvents:
             actor_id=event.user_id,
             event_id=envelope.id,
             post_id=event.post_id,
+            ref=_like_ref(event.post_id, event.user_id),
         )
 
     async def post_unliked(self, envelope: EventEnvelope) -> None:
         event = PostUnliked.model_validate(envelope.data)
         await self.cache.count_like(event.post_id, event.user_id, add=False)
+        await self.notifications.retract(
+            event.post_author_id, _like_ref(event.post_id, event.user_id)
+        )
 
     async def comment_created(self, envelope: EventEnvelope) -> None:
         event = CommentCreated.model_validate(envelope.data)
@@ -196,8 +214,18 @@ class FeedEvents:
             event_id=envelope.id,
             post_id=event.post_id,
             comment_id=event.comment_id,
+            ref=_comment_ref(event.comment_id),
         )
 
     async def comment_deleted(self, envelope: EventEnvelope) -> None:
         event = CommentDeleted.model_validate(envelope.data)
         await self.cache.count_comment(event.post_id, event.comment_id, add=False)
+        await self.notifications.retract(event.post_author_id, _comment_ref(event.comment_id))
+
+
+def _like_ref(post_id: str, user_id: str) -> str:
+    return f"like:{post_id}:{user_id}"
+
+
+def _comment_ref(comment_id: str) -> str:
+    return f"comment:{comment_id}"

@@ -82,6 +82,12 @@ def notif_read(user_id: str) -> str:
     return f"notifread:{_u(user_id)}"
 
 
+def notif_ref(user_id: str, ref: str) -> str:
+    """STRING: the stream id of the notification ``ref`` names (``like:<post>:<actor>``,
+    ``comment:<comment id>``), so an unlike or a comment deletion can take it back."""
+    return f"notifref:{_u(user_id)}:{ref}"
+
+
 def notif_dedupe(user_id: str, event_id: str) -> str:
     """Claim so a redelivered event notifies once."""
     return f"notifseen:{_u(user_id)}:{event_id}"

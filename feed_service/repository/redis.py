@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-from redis.asyncio import Redis, RedisCluster
+from common.redis_client import RedisOptions
+from common.redis_client import connect_redis as _connect
 
 __all__ = ["RedisClient", "close_redis", "connect_redis"]
 
@@ -15,11 +16,20 @@ __all__ = ["RedisClient", "close_redis", "connect_redis"]
 RedisClient: TypeAlias = Any
 
 
-def connect_redis(url: str, *, cluster: bool = False) -> RedisClient:
-    """A client with decoded (str) responses; ``cluster`` selects RedisCluster."""
-    if cluster:
-        return RedisCluster.from_url(url, decode_responses=True)
-    return Redis.from_url(url, decode_responses=True)
+def connect_redis(url: str, *, cluster: bool = False, block_ms: int = 0) -> RedisClient:
+    """A client with decoded (str) responses; ``cluster`` selects RedisCluster.
+
+    ``block_ms`` is the longest blocking read (SSE's XREAD): the socket timeout must outlast
+    it, or a quiet stream would look like a dead connection.
+    """
+    options = RedisOptions()
+    timeout_s = max(options.socket_timeout_s, block_ms / 1000 + 2.0)
+    return _connect(
+        url,
+        cluster=cluster,
+        decode_responses=True,
+        options=RedisOptions(socket_timeout_s=timeout_s),
+    )
 
 
 async def close_redis(client: RedisClient) -> None:

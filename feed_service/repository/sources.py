@@ -84,6 +84,17 @@ class PostSource:
                 )
         return result
 
+    async def mentioning(self, user_id: str, limit: int) -> list[RecentPost]:
+        """The newest posts that mention ``user_id`` (a rebuild's mention entries)."""
+        response = await self._http.post(
+            "/internal/v1/posts/mentioning", json={"user_id": user_id, "limit": limit}
+        )
+        response.raise_for_status()
+        return [
+            (str(i["id"]), str(i["author_id"]), _parse_time(i["created_at"]))
+            for i in response.json()["items"]
+        ]
+
 
 class NetworkSource:
     def __init__(self, http: httpx.AsyncClient, *, page_size: int = 10_000) -> None:

@@ -17,7 +17,12 @@ from typing import Final, Literal
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from pydantic import BaseModel, ConfigDict
 
 from common.logging import get_logger
@@ -43,13 +48,13 @@ class FanoutBatch(BaseModel):
     members: list[str] = []
 
 
-async def _declare(channel: AbstractChannel) -> None:
+async def _declare(channel: AbstractChannel) -> AbstractQueue:
     dlx = await channel.declare_exchange(DLX, aio_pika.ExchangeType.DIRECT, durable=True)
     dead = await channel.declare_queue(
         FANOUT_DEAD, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead.bind(dlx, routing_key=FANOUT_DEAD)
-    await channel.declare_queue(
+    return await channel.declare_queue(
         FANOUT_QUEUE,
         durable=True,
         arguments={
@@ -154,8 +159,9 @@ class FanoutWorker:
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
-            await _declare(channel)
-            queue = await channel.get_queue(FANOUT_QUEUE, ensure=False)
+            # Declared (not looked up) on the robust channel: only a queue the channel declared
+            # is re-declared, and its consumer re-subscribed, after a broker restart.
+            queue = await _declare(channel)
             await queue.consume(self._on_message)
         except BaseException:
             await connection.close()

@@ -219,9 +219,23 @@ class FeedManager:
 
     # ------------------------------------------------------------ big accounts
     async def mark_big(self, author_id: str) -> None:
-        # Never unmarked automatically: posts of the big period live only in the author index,
-        # so dropping the mark would hide them (reconcile may re-fan-out and unmark).
         await self.redis.sadd(keys.BIG_AUTHORS, author_id)
+
+    async def unmark_big(self, author_id: str) -> None:
+        """Only after the author's indexed posts were fanned out to its followers: posts of
+        the big period live only in the author index until then."""
+        await self.redis.srem(keys.BIG_AUTHORS, author_id)
+
+    async def hybrid_state(self, author_id: str) -> tuple[bool, bool]:
+        """(big now, was marked): big above ``hybrid_threshold``; a marked author stays big
+        down to ``hybrid_threshold * hybrid_unmark_ratio`` (hysteresis, so an account around
+        the threshold does not flip at every follow and unfollow)."""
+        count = await self.follower_count(author_id)
+        marked = await self.is_big(author_id)
+        threshold = self.settings.hybrid_threshold
+        if count > threshold:
+            return True, marked
+        return marked and count >= threshold * self.settings.hybrid_unmark_ratio, marked
 
     async def is_big(self, author_id: str) -> bool:
         return bool(await self.redis.sismember(keys.BIG_AUTHORS, author_id))
@@ -289,8 +303,11 @@ class FeedManager:
         cap = self.settings.feed_cap
         per_author = min(cap, max(20, 2 * cap // len(authors)))
         recent = await self.posts.recent(authors, per_author)
+        # Posts mentioning the user reach its feed whoever wrote them (post.created puts them
+        # there), so a rebuild brings them back too.
+        recent += await self.posts.mentioning(user_id, cap)
         entries = await self.without_tombstones(
-            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent]
+            list(dict.fromkeys((keys.entry(pid, aid), ms) for pid, aid, ms in recent))
         )
         entries.sort(key=_sort_key, reverse=True)
         entries = entries[:cap]

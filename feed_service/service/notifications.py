@@ -22,13 +22,24 @@ __all__ = ["NotificationStore", "parse_stream_id"]
 _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _DEDUPE_TTL_S = 7 * 24 * 3600
 
-# KEYS: stream, dedupe claim. ARGV: cap, dedupe ttl, then field/value pairs.
-# Claim and append together, so a redelivered event never notifies twice.
+# KEYS: stream, dedupe claim, reference. ARGV: cap, dedupe ttl, then field/value pairs.
+# Claim and append together, so a redelivered event never notifies twice; the reference (when
+# given) remembers the stream id, so the notification can be taken back.
 _NOTIFY_LUA = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return false end
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', unpack(fields))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', unpack(fields))
+if KEYS[3] ~= KEYS[2] then redis.call('SET', KEYS[3], id, 'EX', ARGV[2]) end
+return id
+"""
+
+# KEYS: stream, reference. Removes the referenced notification, if it is still there.
+_RETRACT_LUA = """
+local id = redis.call('GET', KEYS[2])
+if not id then return 0 end
+redis.call('DEL', KEYS[2])
+return redis.call('XDEL', KEYS[1], id)
 """
 
 # KEYS: read pointer. ARGV: ms, seq. Only ever moves forward.
@@ -62,6 +73,7 @@ class NotificationStore:
         self.cache = cache
         self._notify = redis.register_script(_NOTIFY_LUA)
         self._mark = redis.register_script(_MARK_READ_LUA)
+        self._retract = redis.register_script(_RETRACT_LUA)
 
     async def notify(
         self,
@@ -72,12 +84,21 @@ class NotificationStore:
         event_id: str,
         post_id: str | None = None,
         comment_id: str | None = None,
+        ref: str | None = None,
     ) -> str | None:
-        """Append a notification once per event; returns its id (None when already sent)."""
+        """Append a notification once per event; returns its id (None when already sent).
+
+        ``ref`` names it for :meth:`retract` (an unlike, a deleted comment).
+        """
         if user_id == actor_id:
             return None
+        dedupe = keys.notif_dedupe(user_id, event_id)
         result = await self._notify(
-            keys=[keys.notifications(user_id), keys.notif_dedupe(user_id, event_id)],
+            keys=[
+                keys.notifications(user_id),
+                dedupe,
+                keys.notif_ref(user_id, ref) if ref is not None else dedupe,
+            ],
             args=[
                 self.settings.notification_cap,
                 _DEDUPE_TTL_S,
@@ -92,6 +113,13 @@ class NotificationStore:
             ],
         )
         return str(result) if result else None
+
+    async def retract(self, user_id: str, ref: str) -> bool:
+        """Take back the notification named ``ref``; False when there is none (any more)."""
+        removed = await self._retract(
+            keys=[keys.notifications(user_id), keys.notif_ref(user_id, ref)], args=[]
+        )
+        return bool(removed)
 
     async def _read_pointer(self, user_id: str) -> tuple[int, int]:
         value = await self.redis.get(keys.notif_read(user_id))

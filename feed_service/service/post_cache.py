@@ -2,7 +2,9 @@
 
 Feed entries are ids; bodies come from ``post:{p:<id>}`` hashes written by post.created and
 kept current by post.updated/liked/unliked and comment events. A miss falls back to
-post_service's batch API, whose answer is cached briefly (its counts are not event-tracked).
+post_service's batch API, whose answer is cached briefly as a ``fallback`` copy: events never
+count into it (its counts are post_service's, which may already include them) and post.created
+replaces it, so no like or comment is ever counted twice.
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ return 1
 
 # KEYS: post hash, likes seen-set, comments seen-set, pending-edit hash.
 # ARGV: ttl, field/value pairs.
+# Counters are counted once: either in the seen-sets (event-kept copy) or in post_service's
+# answer (fallback copy, field ``fallback``), never in both.
 # Creates the hash only if absent (an edit or like may already have landed on a cached copy),
 # atomically with its counts taken from the seen-sets: deliveries run concurrently, so a like
 # or comment handled before (or while) post.created is counted, and a redelivered
 # post.created can never reset counts already applied. An edit that was handled first is
 # applied on top, unless the cached copy already holds one at least as new.
 _CREATE_LUA = """
+if redis.call('HGET', KEYS[1], 'fallback') == '1' then
+  -- A short-lived copy from post_service's batch API, taken while this event was on its way:
+  -- the event-kept copy replaces it (its counts come from the seen-sets, exact), rather than
+  -- the fallback copy's counts being kept for the event copy's whole TTL.
+  redis.call('DEL', KEYS[1])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local fields = {}
   for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -79,12 +89,44 @@ if ARGV[2] == '1' then
 else
   changed = redis.call('SREM', KEYS[2], ARGV[1])
 end
-if changed == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
+-- A fallback copy already holds post_service's count, which may include this very event:
+-- it is left as it is and expires soon; only the event-kept copy is counted into.
+if changed == 1 and redis.call('EXISTS', KEYS[1]) == 1
+    and redis.call('HGET', KEYS[1], 'fallback') ~= '1' then
   local value = redis.call('HINCRBY', KEYS[1], ARGV[3], tonumber(ARGV[2]))
   if value < 0 then redis.call('HSET', KEYS[1], ARGV[3], 0) end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return changed
+"""
+
+# KEYS: post hash, pending-edit hash. ARGV: ttl, edited_ms, field/value pairs.
+# A copy from post_service's batch API, kept ``ttl`` seconds and marked ``fallback``. It never
+# replaces an event-kept copy (whose counts and content events keep current), and never puts
+# back content older than an edit already applied or held aside: the batch answer may have
+# been read before an edit whose event was handled while it was on its way. Returns the
+# content and edited_at the cache holds afterwards (what a read must show).
+_FILL_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'fallback') ~= '1' then
+  return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
+end
+local before = redis.call('HMGET', KEYS[1], 'content', 'edited_at')
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], 'fallback', '1', unpack(fields))
+local fetched = tonumber(ARGV[2]) or 0
+if before[1] and (tonumber(before[2]) or 0) > fetched then
+  redis.call('HSET', KEYS[1], 'content', before[1], 'edited_at', before[2])
+end
+local edit = redis.call('HMGET', KEYS[2], 'content', 'edited_at')
+if edit[1] and edit[2] then
+  local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
+  if tonumber(edit[2]) > current then
+    redis.call('HSET', KEYS[1], 'content', edit[1], 'edited_at', edit[2])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 """
 
 
@@ -110,6 +152,7 @@ class PostCache:
         self._create = redis.register_script(_CREATE_LUA)
         self._update = redis.register_script(_UPDATE_LUA)
         self._count = redis.register_script(_COUNT_LUA)
+        self._fill_one = redis.register_script(_FILL_LUA)
 
     # ------------------------------------------------------------------ posts
     async def is_tombstoned(self, post_id: str) -> bool:
@@ -327,27 +370,40 @@ class PostCache:
             "liked_by_me": liked_by_me,
         }
 
-    async def _fill(self, fetched: Mapping[str, dict[str, Any]]) -> None:
+    async def _fill(self, fetched: dict[str, dict[str, Any]]) -> None:
+        """Cache post_service's answers as fallback copies; a fetched post whose content is
+        older than the cache's (an edit handled meanwhile) is shown with the cache's."""
         if not fetched:
             return
-        pipe = self.redis.pipeline(transaction=False)
         for post_id, post in fetched.items():
-            key = keys.post(post_id)
-            pipe.hset(
-                key,
-                mapping={
-                    "author_id": post["author"]["id"],
-                    "content": post["content"],
-                    "created_at": _iso_ms(post["created_at"]) or 0,
-                    "edited_at": _iso_ms(post.get("edited_at")) or 0,
-                    "reply_to_id": post.get("reply_to_id") or "",
-                    "hashtags": json.dumps(post.get("hashtags") or []),
-                    "mention_ids": json.dumps([m["id"] for m in post.get("mentions") or []]),
-                    "like_count": int(post.get("like_count") or 0),
-                    "comment_count": int(post.get("comment_count") or 0),
-                },
+            fields: dict[str, int | str] = {
+                "author_id": post["author"]["id"],
+                "content": post["content"],
+                "created_at": _iso_ms(post["created_at"]) or 0,
+                "edited_at": _iso_ms(post.get("edited_at")) or 0,
+                "reply_to_id": post.get("reply_to_id") or "",
+                "hashtags": json.dumps(post.get("hashtags") or []),
+                "mention_ids": json.dumps([m["id"] for m in post.get("mentions") or []]),
+                "like_count": int(post.get("like_count") or 0),
+                "comment_count": int(post.get("comment_count") or 0),
+            }
+            content, edited = await self._fill_one(
+                keys=[keys.post(post_id), keys.post_pending_edit(post_id)],
+                args=[
+                    self.settings.post_cache_fallback_ttl_s,
+                    fields["edited_at"],
+                    *(x for kv in fields.items() for x in kv),
+                ],
             )
-            pipe.expire(key, self.settings.post_cache_fallback_ttl_s)
+            edited_ms = int(edited or 0)
+            if content is not None and edited_ms > int(fields["edited_at"]):
+                fetched[post_id] = {
+                    **post,
+                    "content": content,
+                    "edited_at": format_timestamp(from_ms(edited_ms)),
+                }
+        pipe = self.redis.pipeline(transaction=False)
+        for post in fetched.values():
             for summary in [post["author"], *(post.get("mentions") or [])]:
                 user_key = keys.user(summary["id"])
                 pipe.hsetnx(user_key, "username", summary["username"])

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from post_service.api.deps import PostServiceDep
-from post_service.schemas import BatchRequest, PostItems, RecentItems, RecentRequest
+from post_service.schemas import (
+    BatchRequest,
+    MentioningRequest,
+    PostItems,
+    RecentItems,
+    RecentRequest,
+)
 
 __all__ = ["router"]
 
@@ -22,3 +28,8 @@ async def posts_recent(body: RecentRequest, posts: PostServiceDep) -> RecentItem
     return RecentItems(
         items=await posts.recent(body.author_ids, body.limit_per_author, body.before)
     )
+
+
+@router.post("/posts/mentioning", summary="Recent post ids that mention a user, newest first")
+async def posts_mentioning(body: MentioningRequest, posts: PostServiceDep) -> RecentItems:
+    return RecentItems(items=await posts.mentioning(body.user_id, body.limit))

@@ -264,3 +264,16 @@ class PostRepository:
         return [
             (post_id, author_id, created_at) for post_id, author_id, created_at in rows.tuples()
         ]
+
+    async def recent_mentioning(self, user_id: str, limit: int) -> list[tuple[str, str, datetime]]:
+        """(id, author_id, created_at) of the newest posts that mention ``user_id``."""
+        rows = await self.session.execute(
+            select(Post.id, Post.author_id, Post.created_at)
+            .join(PostMention, PostMention.post_id == Post.id)
+            .where(PostMention.user_id == user_id)
+            .order_by(Post.created_at.desc(), Post.id.desc())
+            .limit(limit)
+        )
+        return [
+            (post_id, author_id, created_at) for post_id, author_id, created_at in rows.tuples()
+        ]

@@ -389,3 +389,8 @@ class PostService:
             list(dict.fromkeys(author_ids)), per_author, before
         )
         return [RecentPost(id=i, author_id=a, created_at=t) for i, a, t in rows]
+
+    async def mentioning(self, user_id: str, limit: int) -> list[RecentPost]:
+        """The newest posts mentioning ``user_id`` (feed_service rebuilds mentions from it)."""
+        rows = await self.posts.recent_mentioning(user_id, limit)
+        return [RecentPost(id=i, author_id=a, created_at=t) for i, a, t in rows]
