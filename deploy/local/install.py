@@ -31,6 +31,11 @@ APT_PACKAGES: dict[str, Path] = {
     "redis-server": Path("/usr/bin/redis-server"),
     "rabbitmq-server": Path("/usr/lib/rabbitmq/bin/rabbitmq-server"),
     "nginx": Path("/usr/sbin/nginx"),  # the local gateway
+    # The service image where no docker engine runs (deploy/image): podman with runc, and
+    # mmdebstrap for a base image made from Debian packages when no registry is reachable.
+    "podman": Path("/usr/bin/podman"),
+    "runc": Path("/usr/sbin/runc"),
+    "mmdebstrap": Path("/usr/bin/mmdebstrap"),
 }
 
 _apt_updated = False

@@ -79,7 +79,14 @@ class Platform:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def env_for(self, service: str) -> dict[str, str]:
-        """The environment of one service: its settings, prefixed with its name."""
+        """The environment of one service's process: ours plus its settings."""
+        env = dict(os.environ)
+        env.update(self.settings_for(service))
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def settings_for(self, service: str) -> dict[str, str]:
+        """One service's settings, prefixed with its name (``AUTH_DATABASE_URL``, ...)."""
         b = self.backing
         common = {
             "ENVIRONMENT": self.environment,
@@ -105,11 +112,9 @@ class Platform:
             # A stable development key kept in the state directory, so tokens survive restarts.
             specific["SIGNING_KEY_FILE"] = str(self._dev_signing_key())
         prefix = f"{service.upper()}_"
-        env = dict(os.environ)
-        env.update({prefix + k: v for k, v in {**common, **specific}.items()})
-        env.update(self.extra_env)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        settings = {prefix + k: v for k, v in {**common, **specific}.items()}
+        settings.update(self.extra_env)
+        return settings
 
     def _dev_signing_key(self) -> Path:
         path = self.state_dir / "secrets" / "auth-signing-key.pem"
@@ -140,24 +145,34 @@ class Platform:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.migrate()
         for service in SERVICES:
-            if self.pid_of(service) is None:
-                self._spawn(
-                    service,
-                    [
-                        sys.executable,
-                        "-m",
-                        f"{service}_service",
-                        "serve",
-                        "--port",
-                        str(self.ports[service]),
-                    ],
-                    self.env_for(service),
-                )
+            if not self.is_running(service):
+                self.start_service(service)
         self.wait_ready(timeout_s)
         if self.pid_of("gateway") is None:
             ensure_apt("nginx")
             self._start_gateway()
         self._wait_http(f"{self.gateway_url}/.well-known/jwks.json", "gateway", timeout_s)
+
+    def start_service(self, service: str) -> None:
+        """Start one service (not waiting for it); subclasses run it another way."""
+        self._spawn(
+            service,
+            [
+                sys.executable,
+                "-m",
+                f"{service}_service",
+                "serve",
+                "--port",
+                str(self.ports[service]),
+            ],
+            self.env_for(service),
+        )
+
+    def is_running(self, name: str) -> bool:
+        return self.pid_of(name) is not None
+
+    def log_of(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
     def stop(self) -> None:
         for name in ("gateway", *reversed(SERVICES)):
@@ -238,8 +253,8 @@ class Platform:
         deadline = time.monotonic() + timeout_s
         last = "no answer"
         while time.monotonic() < deadline:
-            if name in SERVICES and self.pid_of(name) is None:
-                raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+            if name in SERVICES and not self.is_running(name):
+                raise RuntimeError(f"{name} exited; see {self.log_of(name)}")
             try:
                 response = httpx.get(url, timeout=2.0)
                 if response.status_code == 200:

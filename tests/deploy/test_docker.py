@@ -1,4 +1,4 @@
-"""Static checks of deploy/docker/Dockerfile (no Docker engine on this machine)."""
+"""Static checks of deploy/docker/Dockerfile (test_image.py builds and runs it)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,40 @@ def test_multi_stage_on_python_311_slim(instructions: list[Instruction]) -> None
     assert names[0] == "build" and names[-1] == "runtime"
     runtime = stages(instructions)[-1]
     assert any("from=build" in i.args for i in runtime if i.keyword in ("RUN", "COPY"))
+
+
+def _makefile_uv_version() -> str:
+    found = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert found, "Makefile pins no UV_VERSION"
+    return found.group(1)
+
+
+def test_dependencies_come_from_the_lock_with_the_developers_uv(
+    instructions: list[Instruction],
+) -> None:
+    build, runtime = stages(instructions)[0], stages(instructions)[-1]
+    args = dict(i.args.split("=", 1) for i in build if i.keyword == "ARG" and "=" in i.args)
+    assert args["UV_VERSION"] == _makefile_uv_version()
+    runs = [i.args for i in build if i.keyword == "RUN"]
+    assert any('"uv==${UV_VERSION}"' in run for run in runs)
+    copies = [i.args for i in build if i.keyword == "COPY"]
+    assert any("uv.lock" in c.split() and "pyproject.toml" in c.split() for c in copies)
+    (sync,) = [run for run in runs if " sync " in run]
+    flags = sync.split()
+    # The lock as it is (no re-resolution), runtime dependencies only, not the project itself.
+    assert {"--frozen", "--no-dev", "--no-install-project"} <= set(flags)
+    assert not {"--all-extras", "--extra", "--all-groups", "--group"} & set(flags)
+    assert not any(f.startswith(("--extra=", "--group=")) for f in flags)
+    # The runtime stage gets the venv, never pip or uv, and installs nothing itself.
+    assert any(
+        i.args.split()[:3] == ["--from=build", "/opt/venv", "/opt/venv"]
+        for i in runtime
+        if i.keyword == "COPY"
+    )
+    runtime_runs = " ".join(i.args for i in runtime if i.keyword == "RUN")
+    assert "pip install" not in runtime_runs and "uv " not in runtime_runs
+    env = " ".join(i.args for i in runtime if i.keyword == "ENV")
+    assert "PATH=/opt/venv/bin:" in env
 
 
 def test_runtime_runs_as_a_numeric_non_root_user(instructions: list[Instruction]) -> None:

@@ -6,7 +6,20 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from deploy.image.containers import ContainerPlatform
 from deploy.platform.runner import Backing, Platform, _alive, _terminate
+
+BACKING = Backing(
+    database_urls={"auth": "postgresql+asyncpg://u@h:1/a", "post": "postgresql+asyncpg://u@h:1/p"},
+    redis_url="redis://127.0.0.1:7000",
+    amqp_url="amqp://guest:guest@127.0.0.1:7001/",
+    neo4j_uri="bolt://127.0.0.1:7002",
+    smtp_host="127.0.0.1",
+    smtp_port=7003,
+)
+PORTS = {"auth": 9001, "post": 9002, "network": 9003, "feed": 9004, "email": 9005}
 
 
 def test_terminate_reaps_its_own_child_instead_of_waiting_out_the_grace_period() -> None:
@@ -50,3 +63,21 @@ def test_env_for_prefixes_each_services_settings(tmp_path: Path) -> None:
     # Distinct Redis databases, so services never read each other's keys.
     dbs = {platform.env_for(s)[f"{s.upper()}_REDIS_URL"] for s in ("auth", "email", "feed")}
     assert len(dbs) == 3
+
+
+def test_container_env_is_the_settings_only_with_the_key_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MURMUR_HOST_ONLY", "x")
+    platform = ContainerPlatform(backing=BACKING, state_dir=tmp_path, ports=PORTS)
+    assert "MURMUR_HOST_ONLY" in platform.env_for("auth")  # a process inherits ours
+    auth = platform.container_env("auth")
+    assert "MURMUR_HOST_ONLY" not in auth and "PATH" not in auth  # a container does not
+    # As the chart's Secret passes it: the PEM itself, not a path on the host.
+    assert "AUTH_SIGNING_KEY_FILE" not in auth
+    assert auth["AUTH_SIGNING_KEYS"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert auth["SERVICE_PORT"] == "9001" and auth["AUTH_RUN_WORKERS"] == "true"
+    assert set(platform.container_env("network")) >= {"NETWORK_NEO4J_URI", "NETWORK_AMQP_URL"}
+    assert all(
+        key.startswith(("EMAIL_", "SERVICE_PORT")) for key in platform.container_env("email")
+    )

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.platform.runner import SERVICES, Backing, Platform
+from deploy.platform.runner import SERVICES, Platform
+from tests.support.platform import backing_from_fixtures
 
 
 def _free_port() -> int:
@@ -30,16 +31,8 @@ async def platform(
     mailhog: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    backing = Backing(
-        database_urls={
-            "auth": await make_database("e2e_auth"),
-            "post": await make_database("e2e_post"),
-        },
-        redis_url=f"redis://127.0.0.1:{redis_server.port}",
-        amqp_url=await make_vhost("e2e"),
-        neo4j_uri=neo4j.bolt_uri,
-        smtp_host=mailhog.smtp_host,
-        smtp_port=mailhog.smtp_port,
+    backing = await backing_from_fixtures(
+        "e2e", make_database, redis_server, make_vhost, neo4j, mailhog
     )
     state: Path = tmp_path_factory.mktemp("platform")
     platform = Platform(
