@@ -141,23 +141,19 @@ class Platform:
         self.migrate()
         for service in SERVICES:
             if self.pid_of(service) is None:
-                self._spawn(
-                    service,
-                    [
-                        sys.executable,
-                        "-m",
-                        f"{service}_service",
-                        "serve",
-                        "--port",
-                        str(self.ports[service]),
-                    ],
-                    self.env_for(service),
-                )
+                self._spawn_service(service)
         self.wait_ready(timeout_s)
         if self.pid_of("gateway") is None:
             ensure_apt("nginx")
             self._start_gateway()
         self._wait_http(f"{self.gateway_url}/.well-known/jwks.json", "gateway", timeout_s)
+
+    def start_service(self, service: str, timeout_s: float = 90.0) -> None:
+        """Start one service that is not running, without migrations (its schema is in place,
+        e.g. after a crash), and wait until it is ready."""
+        if self.pid_of(service) is None:
+            self._spawn_service(service)
+        self._wait_http(f"{self.service_url(service)}/readyz", service, timeout_s)
 
     def stop(self) -> None:
         for name in ("gateway", *reversed(SERVICES)):
@@ -217,6 +213,10 @@ class Platform:
             start_new_session=True,  # survives the command that started it
         )
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
+
+    def _spawn_service(self, service: str) -> None:
+        command = [sys.executable, "-m", f"{service}_service", "serve"]
+        self._spawn(service, [*command, "--port", str(self.ports[service])], self.env_for(service))
 
     def _start_gateway(self) -> None:
         runtime = self.state_dir / "gateway"
