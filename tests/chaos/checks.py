@@ -256,10 +256,13 @@ def check_feeds(ledger: Ledger, obs: Observation) -> list[Finding]:
                 )
             )
         if extra:
+            known = {p.id: p.author_id for p in all_posts}
+            authors = Counter(known.get(p, "a deleted post") for p in extra)
             out.append(
                 Finding(
                     name,
-                    f"feed of {user_id} has {len(extra)} posts it should not: {sorted(extra)[:5]}",
+                    f"feed of {user_id} has {len(extra)} posts it should not, by author (not "
+                    f"followed, or deleted): {dict(authors)}",
                 )
             )
     return out
@@ -362,6 +365,15 @@ CHECKS: tuple[Check, ...] = (
 
 def check_all(ledger: Ledger, obs: Observation) -> list[Finding]:
     return [finding for check in CHECKS for finding in check(ledger, obs)]
+
+
+def check_no_500(requests: Iterable[Request]) -> list[Finding]:
+    """A dependency down gives 503, never 500 (api.md), during a fault too."""
+    errors = Counter(f"{r.method} {r.route}" for r in requests if r.status == 500)
+    return [
+        Finding("a fault answers 503, never 500", f"{count} x 500 on {route}")
+        for route, count in sorted(errors.items())
+    ]
 
 
 def check_availability(requests: Iterable[Request], windows: list[FaultWindow]) -> list[Finding]:

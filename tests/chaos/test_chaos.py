@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.chaos.checks import FaultWindow, Finding, check_all, check_availability
+from tests.chaos.checks import (
+    FaultWindow,
+    Finding,
+    check_all,
+    check_availability,
+    check_no_500,
+)
 from tests.chaos.faults import ChaosStack
 from tests.chaos.load import LoadDriver, LoadShape
 from tests.chaos.model import Outcome
@@ -94,6 +100,7 @@ async def test_faults_under_load_lose_nothing(chaos_stack: ChaosStack) -> None:
         stop.set()
         await driver.aclose()
     findings += check_availability(driver.ledger.requests, windows)
+    findings += check_no_500(driver.ledger.requests)
     by_check = Counter(f.check for f in findings)
     assert not findings, "\n".join(
         [f"{count} x [{check}]" for check, count in sorted(by_check.items())]

@@ -18,6 +18,7 @@ from tests.chaos.checks import (
     Queue,
     check_all,
     check_availability,
+    check_no_500,
 )
 from tests.chaos.model import ABSENT, PRESENT, Ledger, Outcome, Register, Request
 
@@ -265,4 +266,14 @@ def test_failures_count_only_outside_fault_windows() -> None:
         "[no request fails outside a fault] after (before any fault): "
         "1 x ConnectError on POST /api/v1/posts",
         "[no request fails outside a fault] after restart redis: 2 x 503 on GET /api/v1/me/feed",
+    ]
+
+
+def test_a_500_is_flagged_even_during_a_fault() -> None:
+    requests = [
+        Request("PUT", "/api/v1/posts/{id}/like", 12.0, 12.5, 500),
+        Request("PUT", "/api/v1/posts/{id}/like", 13.0, 13.5, 503),
+    ]
+    assert [str(f) for f in check_no_500(requests)] == [
+        "[a fault answers 503, never 500] 1 x 500 on PUT /api/v1/posts/{id}/like"
     ]
