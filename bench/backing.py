@@ -55,15 +55,25 @@ class BenchStack:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="murmur-bench-")))
     servers: dict[str, ManagedServer] = field(default_factory=dict)
     platform: Platform | None = None
+    # Append-only Redis keeps its data across a restart (the chaos test restarts it).
+    redis_appendonly: bool = False
 
     def __post_init__(self) -> None:
         # PostgreSQL runs as the postgres user when we are root: it must reach the directory.
         self.root.chmod(0o755)
         logs = self.root / "logs"
         self.postgres = PostgresServer(self.root / "postgres", free_port(), logs)
-        self.redis = RedisServer(self.root / "redis", free_port(), logs, appendonly=False)
+        self.redis = RedisServer(
+            self.root / "redis", free_port(), logs, appendonly=self.redis_appendonly
+        )
+        # Its own epmd, so stopping this node (a broker outage) touches no other node.
         self.rabbitmq = RabbitMQServer(
-            self.root / "rabbitmq", free_port(), free_port(), logs, dist_port=free_port()
+            self.root / "rabbitmq",
+            free_port(),
+            free_port(),
+            logs,
+            dist_port=free_port(),
+            epmd_port=free_port(),
         )
         self.neo4j = Neo4jServer(self.root / "neo4j", free_port(), logs)
         self.mailhog = MailHogServer(self.root / "mailhog", free_port(), free_port(), logs)

@@ -174,6 +174,13 @@ class Platform:
     def log_of(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def restart_service(self, service: str, timeout_s: float = 90.0) -> None:
+        """Start one service that is not running, without migrations (its schema is in place,
+        e.g. after a crash), and wait until it is ready."""
+        if not self.is_running(service):
+            self.start_service(service)
+        self._wait_http(f"{self.service_url(service)}/readyz", service, timeout_s)
+
     def stop(self) -> None:
         for name in ("gateway", *reversed(SERVICES)):
             self.stop_service(name)
