@@ -10,6 +10,7 @@ from auth_service.api.deps import CurrentUser, UserServiceDep
 from auth_service.schemas import DeleteAccount, ProfileUpdate, UserPrivate, UserPublic
 from common.errors import Unprocessable
 from common.pagination import Page, PageDep, make_page
+from common.text import StorableText
 
 __all__ = ["router"]
 
@@ -36,7 +37,7 @@ async def delete_me(body: DeleteAccount, claims: CurrentUser, users: UserService
 async def search_users(
     users: UserServiceDep,
     page: PageDep,
-    q: Annotated[str, Query(min_length=1, max_length=100)],
+    q: Annotated[StorableText, Query(min_length=1, max_length=100)],
 ) -> Page[UserPublic]:
     """Users whose username starts with ``q`` or whose display name has words starting so."""
     before = page.after.get("id") if page.after else None
@@ -51,13 +52,13 @@ async def search_users(
 
 @router.get("/users/by-username/{username}", response_model=UserPublic)
 async def get_user_by_username(
-    username: Annotated[str, Path(max_length=30)], users: UserServiceDep
+    username: Annotated[StorableText, Path(max_length=30)], users: UserServiceDep
 ) -> UserPublic:
     return UserPublic.model_validate(await users.get_by_username(username))
 
 
 @router.get("/users/{user_id}", response_model=UserPublic)
 async def get_user(
-    user_id: Annotated[str, Path(max_length=36)], users: UserServiceDep
+    user_id: Annotated[StorableText, Path(max_length=36)], users: UserServiceDep
 ) -> UserPublic:
     return UserPublic.model_validate(await users.get(user_id))
