@@ -8,13 +8,16 @@ from fastapi import APIRouter, Path, Query, status
 
 from auth_service.api.deps import CurrentUser, UserServiceDep
 from auth_service.schemas import DeleteAccount, ProfileUpdate, UserPrivate, UserPublic
-from common.errors import Unprocessable
-from common.pagination import Page, PageDep, make_page
+from common.pagination import Cursor, CursorId, Page, PageDep, make_page
 from common.text import StorableText
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+
+
+class IdCursor(Cursor):
+    id: CursorId
 
 
 @router.get("/me", response_model=UserPrivate)
@@ -40,12 +43,10 @@ async def search_users(
     q: Annotated[StorableText, Query(min_length=1, max_length=100)],
 ) -> Page[UserPublic]:
     """Users whose username starts with ``q`` or whose display name has words starting so."""
-    before = page.after.get("id") if page.after else None
-    if page.after is not None and not isinstance(before, str):
-        raise Unprocessable(
-            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-        )
-    rows = await users.search(q, limit=page.limit + 1, before_id=before)
+    after = page.after(IdCursor)
+    rows = await users.search(
+        q, limit=page.limit + 1, before_id=after.id if after is not None else None
+    )
     items = [UserPublic.model_validate(row) for row in rows]
     return make_page(items, page.limit, lambda user: {"id": user.id})
 
