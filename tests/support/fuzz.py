@@ -160,7 +160,9 @@ def _crafted_cases(
 def _send(case: Case, base_url: str, headers: dict[str, str], report: FuzzReport) -> None:
     report.requests += 1
     try:
-        response = case.call(base_url=base_url, headers=headers, timeout=10)
+        # Generous: on a loaded machine a slow answer is not an error; a stream that never
+        # answers (a dead SSE stream after 200) still fails here.
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
     except requests.RequestException as exc:
         # A dropped connection or a stream that never answers is as bad as a 500.
         report.server_errors.append(f"{case.method} {case.formatted_path}: {exc!r}")
