@@ -1,14 +1,19 @@
-"""email_service's OpenAPI (its operations endpoints) fuzzed: no answer is a 5xx."""
+"""email_service's HTTP surface under crafted input: no answer is a 5xx.
+
+It has no client API: its OpenAPI document has no operations for schemathesis to fuzz (the
+operations endpoints are left out of it), so those are probed directly with crafted input.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import httpx
 from asgi_lifespan import LifespanManager
 
 from email_service.app import create_app
 from email_service.settings import EmailSettings
-from tests.support.fuzz import fuzz_service
+from tests.support.fuzz import CRAFTED_STRINGS, fuzz_service
 from tests.support.server import serve
 
 
@@ -17,8 +22,16 @@ async def test_no_server_errors(
 ) -> None:
     app = create_app(email_settings(amqp_url=await make_vhost("email-fuzz")))
     async with LifespanManager(app, startup_timeout=60), serve(app) as url:
-        # No client endpoint and no authentication: the operations endpoints only.
         report = await fuzz_service(app.openapi(), url, token=None)
-    print(f"email_service: {report.requests} requests in {report.seconds:.1f} s")
-    assert report.requests > 3
-    assert report.server_errors == [], "\n".join(report.server_errors)
+        assert report.server_errors == []
+        async with httpx.AsyncClient(base_url=url) as client:
+            for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/nope"):
+                for value in CRAFTED_STRINGS:
+                    if "\ud800" in value:
+                        continue  # a URL cannot carry a lone surrogate
+                    response = await client.get(
+                        path,
+                        params={"q": value},
+                        headers={"Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."},
+                    )
+                    assert response.status_code < 500, (path, value, response.text)
