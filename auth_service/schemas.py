@@ -6,12 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from common.text import check_storable
 from common.time import Timestamp
 
 __all__ = [
     "DeleteAccount",
     "LoginRequest",
     "Password",
+    "PasswordForm",
     "PasswordResetConfirm",
     "PasswordResetRequest",
     "ProfileUpdate",
@@ -32,17 +34,32 @@ def _check_password(value: str) -> str:
         raise ValueError(f"must be at least {MIN_PASSWORD_CHARS} characters")
     if len(value.encode()) > MAX_PASSWORD_BYTES:
         raise ValueError(f"must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8")
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
     return value
 
 
-Password = Annotated[str, Field(max_length=1024), AfterValidator(_check_password)]
+# Every free-text field also passes check_storable (no NUL, no lone surrogate): PostgreSQL and
+# bcrypt would fail on them with a 500.
+Password = Annotated[
+    str, Field(max_length=1024), AfterValidator(_check_password), AfterValidator(check_storable)
+]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{3,30}$")]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
-Bio = Annotated[str, StringConstraints(max_length=300)]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
+    AfterValidator(check_storable),
+]
+Bio = Annotated[str, StringConstraints(max_length=300), AfterValidator(check_storable)]
 # Opaque tokens we issued are 43 characters; anything much longer is not one of ours.
-OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+OpaqueToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(check_storable)
+]
+LoginName = Annotated[
+    str, StringConstraints(min_length=1, max_length=320), AfterValidator(check_storable)
+]
+# Not validated for length: a wrong password of any size is the same generic 401.
+AnyPassword = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(check_storable)
+]
 
 
 class Input(BaseModel):
@@ -58,9 +75,19 @@ class RegisterRequest(Input):
 
 
 class LoginRequest(Input):
-    login: Annotated[str, StringConstraints(min_length=1, max_length=320)]
-    # Not validated for length: a wrong password of any size is the same generic 401.
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    login: LoginName
+    password: AnyPassword
+
+
+class PasswordForm(BaseModel):
+    """The OAuth2 password grant's form (RFC 6749, 4.3.2), for the /docs Authorize button.
+
+    ``grant_type``, ``scope`` and client credentials are ignored: there is one grant and no
+    scopes. The same field types as ``LoginRequest``, so the form is checked the same way.
+    """
+
+    username: LoginName
+    password: AnyPassword
 
 
 class RefreshRequest(Input):
@@ -86,7 +113,7 @@ class ProfileUpdate(Input):
 
 
 class DeleteAccount(Input):
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    password: AnyPassword
 
 
 class TokenPair(BaseModel):

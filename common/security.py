@@ -208,7 +208,9 @@ class TokenVerifier:
             raise Unauthorized("Invalid token")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:
+            # Not only DecodeError (bad base64 or JSON): PyJWT also checks header members as
+            # it reads them (a kid that is not a string, crit) and raises the base class.
             raise Unauthorized("Invalid token") from None
         alg = header.get("alg")
         # The allow-list is checked before any key is used: "none" and HMAC (signed with the

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from feed_service.service.notifications import check_notification_id
 
 __all__ = ["MarkRead", "Notification", "NotificationPage", "Post", "PostPage", "UserSummary"]
 
@@ -50,7 +52,12 @@ class NotificationPage(BaseModel):
     unread_count: int
 
 
+# Checked here, not when the pointer is next read: one a client could store that Redis then
+# refuses would break that user's notification list.
+NotificationId = Annotated[str, AfterValidator(check_notification_id)]
+
+
 class MarkRead(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    up_to_id: str | None = None
+    up_to_id: NotificationId | None = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from common.pagination import CursorTime
+from common.text import check_storable
 from common.time import Timestamp
 from post_service.service.content import validate_content
 
@@ -24,9 +25,9 @@ __all__ = [
     "UserSummary",
 ]
 
-# 1-500 characters after trimming, no control characters; stored trimmed.
-Content = Annotated[str, AfterValidator(validate_content)]
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+# 1-500 characters after trimming, no control characters, no lone surrogate; stored trimmed.
+Content = Annotated[str, AfterValidator(check_storable), AfterValidator(validate_content)]
+Id = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_storable)]
 
 
 class _Input(BaseModel):
@@ -83,7 +84,7 @@ class BatchRequest(_Input):
 class RecentRequest(_Input):
     author_ids: list[Id] = Field(max_length=10000)
     limit_per_author: int = Field(20, ge=1, le=200)
-    before: datetime | None = None
+    before: CursorTime | None = None
 
 
 class MentioningRequest(_Input):

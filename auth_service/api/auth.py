@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Form, Query, Response, status
 from fastapi.responses import HTMLResponse
-from fastapi.security import OAuth2PasswordRequestForm
 
 from auth_service.api.deps import AuthServiceDep, ClientIP, CurrentUser, LimitsDep, UserServiceDep
 from auth_service.api.pages import page
 from auth_service.schemas import (
     LoginRequest,
+    PasswordForm,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
@@ -49,7 +49,7 @@ async def login(
 
 @router.post("/token", response_model=TokenPair)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Form()],
     service: AuthServiceDep,
     limits: LimitsDep,
     ip: ClientIP,

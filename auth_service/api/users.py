@@ -8,12 +8,16 @@ from fastapi import APIRouter, Path, Query, status
 
 from auth_service.api.deps import CurrentUser, UserServiceDep
 from auth_service.schemas import DeleteAccount, ProfileUpdate, UserPrivate, UserPublic
-from common.errors import Unprocessable
-from common.pagination import Page, PageDep, make_page
+from common.pagination import Cursor, CursorId, Page, PageDep, make_page
+from common.text import StorableText
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+
+
+class IdCursor(Cursor):
+    id: CursorId
 
 
 @router.get("/me", response_model=UserPrivate)
@@ -36,28 +40,26 @@ async def delete_me(body: DeleteAccount, claims: CurrentUser, users: UserService
 async def search_users(
     users: UserServiceDep,
     page: PageDep,
-    q: Annotated[str, Query(min_length=1, max_length=100)],
+    q: Annotated[StorableText, Query(min_length=1, max_length=100)],
 ) -> Page[UserPublic]:
     """Users whose username starts with ``q`` or whose display name has words starting so."""
-    before = page.after.get("id") if page.after else None
-    if page.after is not None and not isinstance(before, str):
-        raise Unprocessable(
-            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-        )
-    rows = await users.search(q, limit=page.limit + 1, before_id=before)
+    after = page.after(IdCursor)
+    rows = await users.search(
+        q, limit=page.limit + 1, before_id=after.id if after is not None else None
+    )
     items = [UserPublic.model_validate(row) for row in rows]
     return make_page(items, page.limit, lambda user: {"id": user.id})
 
 
 @router.get("/users/by-username/{username}", response_model=UserPublic)
 async def get_user_by_username(
-    username: Annotated[str, Path(max_length=30)], users: UserServiceDep
+    username: Annotated[StorableText, Path(max_length=30)], users: UserServiceDep
 ) -> UserPublic:
     return UserPublic.model_validate(await users.get_by_username(username))
 
 
 @router.get("/users/{user_id}", response_model=UserPublic)
 async def get_user(
-    user_id: Annotated[str, Path(max_length=36)], users: UserServiceDep
+    user_id: Annotated[StorableText, Path(max_length=36)], users: UserServiceDep
 ) -> UserPublic:
     return UserPublic.model_validate(await users.get(user_id))

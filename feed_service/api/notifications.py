@@ -7,39 +7,28 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import AfterValidator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from common.errors import Unprocessable
-from common.pagination import PageDep, encode_cursor
+from common.pagination import Cursor, CursorId, PageDep, encode_cursor
 from common.security import CurrentUser
 from feed_service.api.deps import NotificationsDep
 from feed_service.schemas import MarkRead, NotificationPage
-from feed_service.service.notifications import parse_stream_id
+from feed_service.service.notifications import check_notification_id, parse_stream_id
 
 router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"])
 
 
-def _invalid_cursor() -> Unprocessable:
-    return Unprocessable(
-        "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-    )
+class NotificationCursor(Cursor):
+    id: Annotated[CursorId, AfterValidator(check_notification_id)]
 
 
 @router.get("", response_model=NotificationPage)
 async def list_notifications(
     user: CurrentUser, page: PageDep, store: NotificationsDep
 ) -> dict[str, Any]:
-    before: str | None = None
-    if page.after is not None:
-        value = page.after.get("id")
-        if not isinstance(value, str):
-            raise _invalid_cursor()
-        try:
-            parse_stream_id(value, field="cursor")
-        except Unprocessable:
-            raise _invalid_cursor() from None
-        before = value
-    items, more = await store.page(user.sub, page.limit, before)
+    after = page.after(NotificationCursor)
+    items, more = await store.page(user.sub, page.limit, after.id if after else None)
     next_cursor = encode_cursor({"id": items[-1]["id"]}) if more and items else None
     return {
         "items": items,
@@ -74,7 +63,9 @@ async def stream_notifications(
     positions in the user's Redis stream.
     """
     if last_event_id:
-        parse_stream_id(last_event_id, field="Last-Event-ID")
+        # Checked before the stream starts: an id Redis refuses would otherwise end the
+        # stream right after its 200.
+        parse_stream_id(last_event_id, loc=["header", "Last-Event-ID"])
         start = last_event_id
     else:
         start = await store.latest_id(user.sub)

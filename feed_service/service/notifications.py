@@ -11,16 +11,28 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from common.errors import Unprocessable
+from common.logging import get_logger
 from common.time import format_timestamp, from_ms
 from feed_service.repository import keys
 from feed_service.repository.redis import RedisClient
 from feed_service.service.post_cache import PostCache
 from feed_service.settings import FeedSettings
 
-__all__ = ["NotificationStore", "parse_stream_id"]
+__all__ = [
+    "NotificationStore",
+    "check_notification_id",
+    "parse_stream_id",
+    "stream_id_parts",
+]
 
 _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+# Redis stream ids are two unsigned 64-bit parts. The ends are refused too: no notification
+# has id 0-0, and "(0-0" or "(<max>-<max>" (the exclusive ranges paging and counting use)
+# make Redis answer an error instead of an empty range.
+_MAX_PART = 2**64 - 1
 _DEDUPE_TTL_S = 7 * 24 * 3600
+
+_log = get_logger(__name__)
 
 # KEYS: stream, dedupe claim, reference. ARGV: cap, dedupe ttl, then field/value pairs.
 # Claim and append together, so a redelivered event never notifies twice; the reference (when
@@ -55,15 +67,38 @@ end
 redis.call('SET', KEYS[1], ARGV[1] .. '-' .. ARGV[2])
 return 1
 """
+# KEYS: key. ARGV: value. Deletes the key only if it still holds that value.
+_DELETE_IF_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
-def parse_stream_id(value: str, *, field: str) -> tuple[int, int]:
-    match = _STREAM_ID.match(value)
+def stream_id_parts(value: str) -> tuple[int, int]:
+    """(ms, seq) of a notification id, or ``ValueError`` for anything Redis would refuse."""
+    match = _STREAM_ID.fullmatch(value)
     if match is None:
+        raise ValueError("not a notification id")
+    ms, seq = int(match.group(1)), int(match.group(2))
+    if ms > _MAX_PART or seq > _MAX_PART or (ms, seq) in {(0, 0), (_MAX_PART, _MAX_PART)}:
+        raise ValueError("not a notification id")
+    return ms, seq
+
+
+def check_notification_id(value: str) -> str:
+    """``value`` unchanged if it can be a notification id (a pydantic validator)."""
+    stream_id_parts(value)
+    return value
+
+
+def parse_stream_id(value: str, *, loc: list[str]) -> tuple[int, int]:
+    """(ms, seq) of a notification id a client sent; 422 at ``loc`` otherwise."""
+    try:
+        return stream_id_parts(value)
+    except ValueError:
         raise Unprocessable(
-            f"Invalid {field}", errors=[{"loc": [field], "msg": "not a notification id"}]
-        )
-    return int(match.group(1)), int(match.group(2))
+            f"Invalid {loc[-1]}", errors=[{"loc": loc, "msg": "not a notification id"}]
+        ) from None
 
 
 class NotificationStore:
@@ -74,6 +109,7 @@ class NotificationStore:
         self._notify = redis.register_script(_NOTIFY_LUA)
         self._mark = redis.register_script(_MARK_READ_LUA)
         self._retract = redis.register_script(_RETRACT_LUA)
+        self._delete_if = redis.register_script(_DELETE_IF_LUA)
 
     async def notify(
         self,
@@ -123,7 +159,17 @@ class NotificationStore:
 
     async def _read_pointer(self, user_id: str) -> tuple[int, int]:
         value = await self.redis.get(keys.notif_read(user_id))
-        return parse_stream_id(value, field="read") if value else (0, 0)
+        if not value:
+            return 0, 0
+        try:
+            return stream_id_parts(value)
+        except ValueError:
+            # Written before ids were checked: it would fail every count and, compared as a
+            # huge number, block every later mark-read. Dropped (unless a mark-read just
+            # replaced it), so it reads as "nothing read yet".
+            _log.warning("bad_notification_read_pointer", user_id=user_id)
+            await self._delete_if(keys=[keys.notif_read(user_id)], args=[value])
+            return 0, 0
 
     async def _render(
         self, user_id: str, rows: list[tuple[str, dict[str, str]]]
@@ -132,7 +178,7 @@ class NotificationStore:
         actors = await self.cache.summaries([r["actor_id"] for _id, r in rows])
         result: list[dict[str, Any]] = []
         for stream_id, row in rows:
-            ms, seq = parse_stream_id(stream_id, field="id")
+            ms, seq = stream_id_parts(stream_id)
             actor = actors.get(row["actor_id"]) or {
                 "id": row["actor_id"],
                 "username": "",
@@ -174,7 +220,7 @@ class NotificationStore:
             if not newest:
                 return
             up_to_id = newest[0][0]
-        ms, seq = parse_stream_id(up_to_id, field="up_to_id")
+        ms, seq = parse_stream_id(up_to_id, loc=["body", "up_to_id"])
         await self._mark(keys=[keys.notif_read(user_id)], args=[ms, seq])
 
     async def latest_id(self, user_id: str) -> str:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.errors import Unprocessable
-from common.pagination import encode_cursor
+from common.pagination import Cursor as PageCursor
+from common.pagination import CursorId, CursorInt, encode_cursor
 from feed_service.service.feed_manager import Cursor, FeedManager
 from feed_service.service.post_cache import PostCache
 
-__all__ = ["FeedReader", "parse_cursor"]
+__all__ = ["FeedCursor", "FeedReader", "parse_cursor"]
 
 
-def parse_cursor(data: dict[str, Any] | None) -> Cursor | None:
-    if data is None:
-        return None
-    score, member = data.get("s"), data.get("m")
-    if not isinstance(score, int) or not isinstance(member, str) or not member:
-        raise Unprocessable(
-            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-        )
-    return score, member
+class FeedCursor(PageCursor):
+    """After (score, member) of the feed's sorted set: score is the post time in ms."""
+
+    s: CursorInt
+    m: CursorId
+
+
+def parse_cursor(cursor: FeedCursor | None) -> Cursor | None:
+    return None if cursor is None else (cursor.s, cursor.m)
 
 
 class FeedReader:

@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from common.errors import Unprocessable
-from common.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
+from common.pagination import MAX_CURSOR_LENGTH, Cursor, CursorId, decode_cursor, encode_cursor
 from network_service.api.deps import FollowServiceDep, UserIdPath
 from network_service.schemas import FolloweeIds, FollowerCount, FollowerIds
 
@@ -21,15 +20,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+class AfterIdCursor(Cursor):
+    a: CursorId
+
+
 def _after_id(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    after = decode_cursor(cursor).get("a")
-    if not isinstance(after, str):
-        raise Unprocessable(
-            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-        )
-    return after
+    return None if cursor is None else decode_cursor(cursor, AfterIdCursor).a
 
 
 @router.get(

@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from common.errors import Unprocessable
-from common.pagination import Page, PageDep, make_page
+from common.pagination import Cursor, CursorId, CursorInt, Page, PageDep, PageParams, make_page
 from common.security import CurrentUser, OptionalUser
 from common.time import from_ms, to_ms
 from network_service.api.deps import FollowServiceDep, UserIdPath
@@ -23,16 +22,17 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _after(cursor: dict[str, Any] | None) -> tuple[int, str] | None:
+class EdgeCursor(Cursor):
+    """After (followed at in ms, user id); 64-bit bounded, as Neo4j integers are."""
+
+    s: CursorInt
+    i: CursorId
+
+
+def _after(page: PageParams) -> tuple[int, str] | None:
     """The (since, id) keyset of a list cursor; 422 for a cursor this list did not make."""
-    if cursor is None:
-        return None
-    since, user_id = cursor.get("s"), cursor.get("i")
-    if type(since) is not int or not isinstance(user_id, str):
-        raise Unprocessable(
-            "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-        )
-    return since, user_id
+    cursor = page.after(EdgeCursor)
+    return None if cursor is None else (cursor.s, cursor.i)
 
 
 def _edge_cursor(item: FollowListItem) -> dict[str, Any]:
@@ -84,7 +84,7 @@ async def unfollow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceD
 async def followers(
     user_id: UserIdPath, page: PageDep, service: FollowServiceDep
 ) -> Page[FollowListItem]:
-    edges = await service.followers(user_id, limit=page.limit + 1, after=_after(page.after))
+    edges = await service.followers(user_id, limit=page.limit + 1, after=_after(page))
     return _page(edges, page.limit)
 
 
@@ -96,7 +96,7 @@ async def followers(
 async def following(
     user_id: UserIdPath, page: PageDep, service: FollowServiceDep
 ) -> Page[FollowListItem]:
-    edges = await service.following(user_id, limit=page.limit + 1, after=_after(page.after))
+    edges = await service.following(user_id, limit=page.limit + 1, after=_after(page))
     return _page(edges, page.limit)
 
 

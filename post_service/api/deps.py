@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header
 
 from common.db import SessionDep
+from common.text import StorableText
 from post_service.service.posts import PostService
 
 __all__ = ["IdempotencyKey", "PostServiceDep"]
@@ -19,7 +20,7 @@ async def get_post_service(session: SessionDep) -> PostService:
 PostServiceDep = Annotated[PostService, Depends(get_post_service)]
 
 IdempotencyKey = Annotated[
-    str | None,
+    StorableText | None,
     Header(
         alias="Idempotency-Key",
         min_length=1,

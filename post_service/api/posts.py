@@ -9,16 +9,18 @@ from fastapi import APIRouter, Path, Query, Response, status
 from common.errors import Unprocessable, problem_responses
 from common.pagination import Page, PageDep
 from common.security import CurrentUser, OptionalUser
+from common.text import StorableText
 from post_service.api.deps import IdempotencyKey, PostServiceDep
 from post_service.schemas import Comment, CommentCreate, Post, PostCreate, PostUpdate, UserSummary
+from post_service.service.cursors import RankCursor, TimeCursor
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["posts"])
 
-PostId = Annotated[str, Path(min_length=1, max_length=64)]
-CommentId = Annotated[str, Path(min_length=1, max_length=64)]
-UserId = Annotated[str, Path(min_length=1, max_length=64)]
+PostId = Annotated[StorableText, Path(min_length=1, max_length=64)]
+CommentId = Annotated[StorableText, Path(min_length=1, max_length=64)]
+UserId = Annotated[StorableText, Path(min_length=1, max_length=64)]
 
 
 @router.post(
@@ -42,10 +44,12 @@ async def search_posts(
     posts: PostServiceDep,
     page: PageDep,
     q: Annotated[
-        str | None, Query(max_length=500, description="Full-text search; best match first")
+        StorableText | None,
+        Query(max_length=500, description="Full-text search; best match first"),
     ] = None,
     tag: Annotated[
-        str | None, Query(max_length=101, description="Posts with this hashtag, newest first")
+        StorableText | None,
+        Query(max_length=101, description="Posts with this hashtag, newest first"),
     ] = None,
 ) -> Page[Post]:
     if q is not None:
@@ -53,9 +57,9 @@ async def search_posts(
             raise Unprocessable(
                 "q must not be empty", errors=[{"loc": ["query", "q"], "msg": "Empty search"}]
             )
-        return await posts.search(q, tag, viewer, page.limit, page.after)
+        return await posts.search(q, tag, viewer, page.limit, page.after(RankCursor))
     if tag is not None and tag.strip().removeprefix("#"):
-        return await posts.by_tag(tag, viewer, page.limit, page.after)
+        return await posts.by_tag(tag, viewer, page.limit, page.after(TimeCursor))
     raise Unprocessable(
         "Give a non-empty q (search) or tag",
         errors=[{"loc": ["query", "q"], "msg": "q or tag is required"}],
@@ -95,7 +99,7 @@ async def delete_post(post_id: PostId, user: CurrentUser, posts: PostServiceDep)
 async def user_timeline(
     user_id: UserId, viewer: OptionalUser, posts: PostServiceDep, page: PageDep
 ) -> Page[Post]:
-    return await posts.timeline(user_id, viewer, page.limit, page.after)
+    return await posts.timeline(user_id, viewer, page.limit, page.after(TimeCursor))
 
 
 @router.put(
@@ -126,7 +130,7 @@ async def unlike_post(post_id: PostId, user: CurrentUser, posts: PostServiceDep)
     summary="Who liked a post, most recent first",
 )
 async def list_likes(post_id: PostId, posts: PostServiceDep, page: PageDep) -> Page[UserSummary]:
-    return await posts.likers(post_id, page.limit, page.after)
+    return await posts.likers(post_id, page.limit, page.after(TimeCursor))
 
 
 @router.get(
@@ -135,7 +139,7 @@ async def list_likes(post_id: PostId, posts: PostServiceDep, page: PageDep) -> P
     summary="Comments on a post, oldest first",
 )
 async def list_comments(post_id: PostId, posts: PostServiceDep, page: PageDep) -> Page[Comment]:
-    return await posts.list_comments(post_id, page.limit, page.after)
+    return await posts.list_comments(post_id, page.limit, page.after(TimeCursor))
 
 
 @router.post(

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from common.errors import Unprocessable
+from common.pagination import Cursor, CursorFloat, CursorId, CursorTime
 from post_service.repository.comments import CommentKey
 from post_service.repository.likes import LikeKey
 from post_service.repository.posts import PostKey, RankKey
 
-__all__ = ["CursorCodec"]
+__all__ = ["CursorCodec", "RankCursor", "TimeCursor"]
 
 
-def _invalid() -> Unprocessable:
-    return Unprocessable(
-        "Invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
-    )
+class TimeCursor(Cursor):
+    """After (time, id): timelines, tag lists, likes and comments."""
+
+    t: CursorTime
+    id: CursorId
 
 
-def _time(data: dict[str, Any]) -> datetime:
-    value = data.get("t")
-    if not isinstance(value, str):
-        raise _invalid()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise _invalid() from exc
-    if parsed.tzinfo is None:
-        raise _invalid()
-    return parsed
+class RankCursor(Cursor):
+    """After (rank, id): search results."""
 
-
-def _id(data: dict[str, Any]) -> str:
-    value = data.get("id")
-    if not isinstance(value, str) or not 0 < len(value) <= 64:
-        raise _invalid()
-    return value
+    r: CursorFloat
+    id: CursorId
 
 
 class CursorCodec:
@@ -47,34 +34,29 @@ class CursorCodec:
         return {"t": key.created_at.isoformat(), "id": key.id}
 
     @staticmethod
-    def parse_post(data: dict[str, Any] | None) -> PostKey | None:
-        return None if data is None else PostKey(_time(data), _id(data))
+    def parse_post(cursor: TimeCursor | None) -> PostKey | None:
+        return None if cursor is None else PostKey(cursor.t, cursor.id)
 
     @staticmethod
     def rank(key: RankKey) -> dict[str, Any]:
         return {"r": key.rank, "id": key.id}
 
     @staticmethod
-    def parse_rank(data: dict[str, Any] | None) -> RankKey | None:
-        if data is None:
-            return None
-        rank = data.get("r")
-        if isinstance(rank, bool) or not isinstance(rank, int | float):
-            raise _invalid()
-        return RankKey(float(rank), _id(data))
+    def parse_rank(cursor: RankCursor | None) -> RankKey | None:
+        return None if cursor is None else RankKey(cursor.r, cursor.id)
 
     @staticmethod
     def comment(key: CommentKey) -> dict[str, Any]:
         return {"t": key.created_at.isoformat(), "id": key.id}
 
     @staticmethod
-    def parse_comment(data: dict[str, Any] | None) -> CommentKey | None:
-        return None if data is None else CommentKey(_time(data), _id(data))
+    def parse_comment(cursor: TimeCursor | None) -> CommentKey | None:
+        return None if cursor is None else CommentKey(cursor.t, cursor.id)
 
     @staticmethod
     def like(key: LikeKey) -> dict[str, Any]:
         return {"t": key.created_at.isoformat(), "id": key.user_id}
 
     @staticmethod
-    def parse_like(data: dict[str, Any] | None) -> LikeKey | None:
-        return None if data is None else LikeKey(_time(data), _id(data))
+    def parse_like(cursor: TimeCursor | None) -> LikeKey | None:
+        return None if cursor is None else LikeKey(cursor.t, cursor.id)

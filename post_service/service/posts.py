@@ -42,7 +42,7 @@ from post_service.schemas import (
     UserSummary,
 )
 from post_service.service.content import normalize_tag, parse_hashtags, parse_mentions
-from post_service.service.cursors import CursorCodec
+from post_service.service.cursors import CursorCodec, RankCursor, TimeCursor
 
 __all__ = ["IDEMPOTENCY_WINDOW", "PostService"]
 
@@ -221,7 +221,7 @@ class PostService:
         await emit(self.session, PostDeleted(post_id=post_id, author_id=post.author_id))
 
     async def timeline(
-        self, user_id: str, viewer: AccessClaims | None, limit: int, after: dict[str, Any] | None
+        self, user_id: str, viewer: AccessClaims | None, limit: int, after: TimeCursor | None
     ) -> Page[Post]:
         position = CursorCodec.parse_post(after)
         if await self.authors.get_active(user_id) is None:
@@ -238,7 +238,7 @@ class PostService:
         return _page(rows, limit, CursorCodec.post)
 
     async def by_tag(
-        self, tag: str, viewer: AccessClaims | None, limit: int, after: dict[str, Any] | None
+        self, tag: str, viewer: AccessClaims | None, limit: int, after: TimeCursor | None
     ) -> Page[Post]:
         position = CursorCodec.parse_post(after)
         keys = await self.posts.by_tag(normalize_tag(tag), position, limit + 1)
@@ -250,7 +250,7 @@ class PostService:
         tag: str | None,
         viewer: AccessClaims | None,
         limit: int,
-        after: dict[str, Any] | None,
+        after: RankCursor | None,
     ) -> Page[Post]:
         position = CursorCodec.parse_rank(after)
         keys = await self.posts.search(
@@ -292,9 +292,7 @@ class PostService:
                 PostUnliked(post_id=post_id, post_author_id=post.author_id, user_id=user.sub),
             )
 
-    async def likers(
-        self, post_id: str, limit: int, after: dict[str, Any] | None
-    ) -> Page[UserSummary]:
+    async def likers(self, post_id: str, limit: int, after: TimeCursor | None) -> Page[UserSummary]:
         position = CursorCodec.parse_like(after)
         if not await self.posts.exists(post_id):
             raise NotFound("Post not found")
@@ -348,7 +346,7 @@ class PostService:
         return view
 
     async def list_comments(
-        self, post_id: str, limit: int, after: dict[str, Any] | None
+        self, post_id: str, limit: int, after: TimeCursor | None
     ) -> Page[Comment]:
         position = CursorCodec.parse_comment(after)
         if not await self.posts.exists(post_id):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,8 +13,32 @@ from fastapi import APIRouter
 
 from common.app import create_app
 from common.errors import Unprocessable
-from common.pagination import Page, PageDep, decode_cursor, encode_cursor, make_page
+from common.pagination import (
+    Cursor,
+    CursorFloat,
+    CursorId,
+    CursorInt,
+    CursorTime,
+    Page,
+    PageDep,
+    decode_cursor,
+    encode_cursor,
+    make_page,
+)
 from common.settings import ServiceSettings
+
+
+class NCursor(Cursor):
+    n: CursorInt
+
+
+class AnyCursor(Cursor):
+    """Every bounded field type, each optional, to test them one at a time."""
+
+    i: CursorInt | None = None
+    f: CursorFloat | None = None
+    t: CursorTime | None = None
+    s: CursorId | None = None
 
 
 @pytest.fixture
@@ -22,7 +47,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
     @router.get("/things")
     async def things(page: PageDep) -> Page[int]:
-        start = int(page.after["n"]) if page.after else 0
+        after = page.after(NCursor)
+        start = after.n if after else 0
         rows = list(range(start, min(start + page.limit + 1, 45)))
         return make_page(rows, page.limit, lambda n: {"n": n + 1})
 
@@ -34,18 +60,63 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+_T = datetime(2026, 11, 22, 0, 13, 42, 123000, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    "data",
+    ("data", "expected"),
     [
-        {"created_at": 1_732_000_000_123, "id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"},
-        {"score": 0.5, "name": "ünïcødé ✓", "nested": {"a": [1, None, True]}},
-        {},
+        ({"i": 1_732_000_000_123, "s": "0193a1b2"}, AnyCursor(i=1_732_000_000_123, s="0193a1b2")),
+        ({"f": 0.5, "s": "ünïcødé ✓"}, AnyCursor(f=0.5, s="ünïcødé ✓")),
+        ({"i": -(2**63), "f": 3}, AnyCursor(i=-(2**63), f=3.0)),
+        ({"i": 2**63 - 1, "t": _T.isoformat()}, AnyCursor(i=2**63 - 1, t=_T)),
+        ({"t": "2026-11-22T01:13:42.123+01:00"}, AnyCursor(t=_T)),
+        ({}, AnyCursor()),
     ],
 )
-def test_cursor_round_trip(data: dict[str, Any]) -> None:
+def test_cursor_round_trip(data: dict[str, Any], expected: AnyCursor) -> None:
     cursor = encode_cursor(data)
     assert "=" not in cursor and "+" not in cursor and "/" not in cursor
-    assert decode_cursor(cursor) == data
+    assert decode_cursor(cursor, AnyCursor) == expected
+
+
+def _raw(json_text: str) -> str:
+    return base64.urlsafe_b64encode(json_text.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        '{"i": true}',  # a bool is no int
+        '{"i": 1.0}',
+        '{"i": "1"}',
+        '{"i": 9223372036854775808}',  # past 64 bits (Neo4j, Redis)
+        '{"i": -9223372036854775809}',
+        '{"i": 99999999999999999999999999999}',
+        '{"f": 1' + "0" * 400 + "}",  # float() of it overflows
+        '{"f": 1e400}',
+        '{"f": -Infinity}',
+        '{"f": NaN}',
+        '{"f": true}',
+        '{"f": "0.5"}',
+        '{"t": "0001-01-01T00:00:00+01:00"}',  # no UTC datetime for it
+        '{"t": "9999-12-31T23:59:59-01:00"}',
+        '{"t": "1969-12-31T23:59:59Z"}',
+        '{"t": "2026-01-01T00:00:00"}',  # naive
+        '{"t": 1732000000}',
+        '{"t": "yesterday"}',
+        '{"s": "a\\u0000b"}',
+        '{"s": "a\\ud800b"}',
+        '{"s": ""}',
+        '{"s": 5}',
+        '{"s": "' + "x" * 257 + '"}',
+        '{"other": 1}',  # not this list's cursor
+    ],
+)
+def test_forged_cursor_fields_are_unprocessable(forged: str) -> None:
+    with pytest.raises(Unprocessable) as info:
+        decode_cursor(_raw(forged), AnyCursor)
+    assert info.value.errors == [{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +134,7 @@ def test_cursor_round_trip(data: dict[str, Any]) -> None:
 )
 def test_garbage_cursor_is_unprocessable(garbage: str) -> None:
     with pytest.raises(Unprocessable) as info:
-        decode_cursor(garbage)
+        decode_cursor(garbage, AnyCursor)
     assert info.value.errors == [{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]
 
 
@@ -122,4 +193,10 @@ def test_make_page_last_page_has_no_cursor() -> None:
     more = make_page([1, 2, 3, 4], 3, lambda n: {"n": n})
     assert more.items == [1, 2, 3]
     assert more.next_cursor is not None
-    assert decode_cursor(more.next_cursor) == {"n": 3}
+    assert decode_cursor(more.next_cursor, NCursor) == NCursor(n=3)
+
+
+async def test_forged_cursor_is_422_before_the_list_runs(client: httpx.AsyncClient) -> None:
+    response = await client.get("/things", params={"cursor": _raw('{"n": true}')})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"loc": ["query", "cursor"], "msg": "Invalid cursor"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -403,3 +404,38 @@ async def test_openapi_offers_the_password_flow(api: httpx.AsyncClient) -> None:
     (scheme,) = schemes.values()
     assert scheme["type"] == "oauth2"
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
+
+
+def _b64json(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode("ascii")
+
+
+# Headers PyJWT itself refuses before any key is looked at (InvalidTokenError, not DecodeError):
+# a kid that is not a string, an unknown "crit" extension, a "crit" that is not a list.
+_MALFORMED_TOKENS = [
+    "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6MTIzfQ.e30.AAAA",
+    _b64json('{"alg":"EdDSA","typ":"at+jwt","kid":["k"]}') + ".e30.AAAA",
+    _b64json('{"alg":"EdDSA","typ":"at+jwt","kid":{"a":1}}') + ".e30.AAAA",
+    _b64json('{"alg":"EdDSA","typ":"at+jwt","kid":"k","crit":["x"]}') + ".e30.AAAA",
+    _b64json('{"alg":"EdDSA","typ":"at+jwt","kid":"k","crit":1}') + ".e30.AAAA",
+    _b64json('{"alg":1e999,"typ":"at+jwt","kid":"k"}') + ".e30.AAAA",
+    _b64json("[1]") + ".e30.AAAA",
+    "eyJhbGciOiJFZERTQSJ9.e30.AAA!",
+    "....",
+]
+
+
+@pytest.mark.parametrize("token", _MALFORMED_TOKENS)
+async def test_rejects_malformed_headers(verifier: TokenVerifier, token: str) -> None:
+    await assert_rejected(verifier, token)
+
+
+@pytest.mark.parametrize("token", _MALFORMED_TOKENS[:3])
+async def test_malformed_token_is_401_through_the_dependencies(
+    api: httpx.AsyncClient, token: str
+) -> None:
+    for path in ("/me", "/maybe"):
+        response = await api.get(path, headers=bearer(token))
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.headers["content-type"] == "application/problem+json"
