@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     # Peers whose X-Forwarded-For uvicorn believes (comma-separated IPs or CIDRs, "*" for
     # all): the gateway or the ingress controller, never a network clients can reach from.
     trusted_proxies: str = "127.0.0.1"
+    # Shared by the services for /internal/* (common.internal); the default is refused in
+    # production, where it comes from the chart's Secret.
+    internal_token: SecretStr = SecretStr("changeme-internal-token")
 
     @field_validator("log_level")
     @classmethod
@@ -66,6 +69,8 @@ class ServiceSettings(BaseSettings):
         problems: list[str] = []
         if is_development_secret(self.amqp_url):
             problems.append("amqp_url uses the default guest credentials")
+        if is_development_secret(self.internal_token) or len(self.internal_token) < 32:
+            problems.append("internal_token is the development default or under 32 characters")
         return problems
 
     @model_validator(mode="after")

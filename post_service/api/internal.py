@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from common.internal import InternalCaller
 from post_service.api.deps import PostServiceDep
 from post_service.schemas import BatchRequest, PostItems, RecentItems, RecentRequest
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/internal/v1", tags=["internal"])
+router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[InternalCaller])
 
 
 @router.post("/posts/batch", summary="Posts by id (unknown or deleted ids are omitted)")
