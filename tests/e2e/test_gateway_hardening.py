@@ -38,7 +38,9 @@ async def failed_login(client: httpx.AsyncClient, forged_for: str | None = None)
 
 
 async def test_a_forged_x_forwarded_for_gets_no_fresh_login_bucket(platform: Platform) -> None:
-    async with client_at(platform, "127.0.0.2") as attacker:
+    # From 127.0.0.1, an address the services trust as a proxy: had the gateway appended to the
+    # client's header, uvicorn would have skipped the trusted hop and believed the forgery.
+    async with client_at(platform, "127.0.0.1") as attacker:
         codes = [
             await failed_login(attacker, forged_for=f"10.9.{n // 250}.{n % 250 + 1}")
             for n in range(LOGIN_IP_LIMIT + 1)
@@ -76,9 +78,12 @@ async def test_internal_apis_need_the_service_token(platform: Platform) -> None:
         assert routed.status_code == 404
 
 
-async def test_security_headers_through_the_gateway(
-    gateway: httpx.AsyncClient, platform: Platform, mailhog: Any
-) -> None:
+async def test_security_headers_through_the_gateway(platform: Platform, mailhog: Any) -> None:
+    async with client_at(platform, "127.0.0.4") as gateway:  # 127.0.0.1's logins are used up
+        await _security_headers(gateway, platform, mailhog)
+
+
+async def _security_headers(gateway: httpx.AsyncClient, platform: Platform, mailhog: Any) -> None:
     name = f"hdr_{uuid.uuid4().hex[:8]}"
     user = await register_and_verify(gateway, mailhog.api_url, platform, name)
     me = await gateway.get("/api/v1/me", headers=bearer(user["token"]))
