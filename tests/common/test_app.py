@@ -197,10 +197,15 @@ async def test_health_checks_raise_when_nothing_listens() -> None:
 def test_production_settings_refuse_development_credentials() -> None:
     with pytest.raises(ValidationError, match="guest"):
         ServiceSettings(environment="production")
+    amqp = SecretStr("amqps://murmur:s3cr3t-long@mq:5671/")
+    with pytest.raises(ValidationError, match="internal_token"):
+        ServiceSettings(environment="production", amqp_url=amqp)
+    with pytest.raises(ValidationError, match="internal_token"):
+        ServiceSettings(environment="production", amqp_url=amqp, internal_token=SecretStr("short"))
     safe = ServiceSettings(
-        environment="production", amqp_url=SecretStr("amqps://murmur:s3cr3t-long@mq:5671/")
+        environment="production", amqp_url=amqp, internal_token=SecretStr("t0ken" * 8)
     )
-    assert "s3cr3t" not in repr(safe)
+    assert "s3cr3t" not in repr(safe) and "t0ken" not in repr(safe)
     with pytest.raises(ValidationError):
         ServiceSettings(log_level="LOUD")
     assert ServiceSettings(log_level="debug").log_level == "DEBUG"
@@ -252,7 +257,11 @@ async def test_a_page_keeps_its_own_csp_and_gains_frame_ancestors() -> None:
 
 
 async def test_api_docs_are_off_in_production_unless_asked_for() -> None:
-    prod = {"environment": "production", "amqp_url": SecretStr("amqp://svc:s3cret@mq:5672/")}
+    prod = {
+        "environment": "production",
+        "amqp_url": SecretStr("amqp://svc:s3cret@mq:5672/"),
+        "internal_token": SecretStr("t0ken" * 8),
+    }
     for settings, expected in (
         (ServiceSettings(environment="test"), 200),
         (ServiceSettings(**prod), 404),
