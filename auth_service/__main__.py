@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import typer
-import uvicorn
 
 from auth_service.settings import AuthSettings
 
@@ -16,22 +15,15 @@ cli = typer.Typer(add_completion=False, help="Murmur auth_service")
 def serve(
     host: str = "127.0.0.1",
     port: int = 8001,
-    forwarded_allow_ips: str = typer.Option(
-        "127.0.0.1", help="Proxies trusted for X-Forwarded-For"
+    forwarded_allow_ips: str | None = typer.Option(
+        None, help="Proxies trusted for X-Forwarded-For (default: AUTH_TRUSTED_PROXIES)"
     ),
 ) -> None:
     """Run the HTTP API (and, unless AUTH_RUN_WORKERS=false, the outbox relay)."""
     from auth_service.app import create_app
+    from common.server import run_http
 
-    uvicorn.run(
-        create_app(),
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
-        access_log=False,
-        log_config=None,  # keep common's JSON logging
-    )
+    run_http(create_app(), host=host, port=port, trusted_proxies=forwarded_allow_ips)
 
 
 @cli.command()

@@ -19,7 +19,12 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.errors import BodySizeLimitMiddleware, install_problem_handlers, problem_response
+from common.errors import (
+    BodySizeLimitMiddleware,
+    UnhandledErrorMiddleware,
+    install_problem_handlers,
+    problem_response,
+)
 from common.health import ReadinessCheck
 from common.logging import CorrelationIdMiddleware, configure_logging, get_logger
 from common.settings import ServiceSettings
@@ -96,6 +101,54 @@ class _TelemetryMiddleware:
                 )
 
 
+# OWASP's REST Security Cheat Sheet set for API answers. Framing protection costs nothing on
+# JSON and protects the HTML pages (verify-email, password reset) from clickjacking.
+_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+)
+_FRAME_ANCESTORS = b"frame-ancestors 'none'"
+
+
+class _SecurityHeadersMiddleware:
+    """Pure ASGI: security headers on every answer, errors included.
+
+    ``Cache-Control: no-store`` is the default for answers that set no policy of their own:
+    nearly every answer is personal or carries a token (``/me``, login, refresh), and the
+    few public, cacheable ones (the JWK set) say so explicitly.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                csp = [
+                    i
+                    for i, (name, _) in enumerate(headers)
+                    if name.lower() == b"content-security-policy"
+                ]
+                if not csp:
+                    headers.append((b"content-security-policy", _FRAME_ANCESTORS))
+                elif b"frame-ancestors" not in headers[csp[0]][1]:
+                    name, value = headers[csp[0]]
+                    headers[csp[0]] = (name, value + b"; " + _FRAME_ANCESTORS)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 async def _run_check(name: str, check: ReadinessCheck, timeout_s: float) -> str:
     try:
         await asyncio.wait_for(check(), timeout_s)
@@ -169,7 +222,17 @@ def create_app(
                 yield
         log.info("service_stopped")
 
-    app = FastAPI(title=name, description=description, version=version, lifespan=app_lifespan)
+    # The interactive docs and the schema list internal endpoints too: only where wanted.
+    docs = settings.api_docs_enabled
+    app = FastAPI(
+        title=name,
+        description=description,
+        version=version,
+        lifespan=app_lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     app.state.settings = settings
@@ -182,9 +245,11 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
-    # Added innermost first: correlation id wraps everything so even 413s and access-log lines
-    # carry it.
+    # Added innermost first: correlation id wraps everything so even 413s, 500s and access-log
+    # lines carry it; the telemetry sees the 500 the error middleware answers.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(_TelemetryMiddleware, metrics=_HttpMetrics(registry))
     app.add_middleware(CorrelationIdMiddleware)
+    app.add_middleware(_SecurityHeadersMiddleware)
     return app

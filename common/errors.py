@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.logging import CORRELATION_HEADER, correlation_id, get_logger
+from common.logging import get_logger
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -29,6 +29,7 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
+    "UnhandledErrorMiddleware",
     "Unprocessable",
     "dependency_errors",
     "install_problem_handlers",
@@ -270,14 +271,6 @@ def dependency_errors() -> tuple[type[Exception], ...]:
     return (OSError, ConnectionError, TimeoutError, *_optional_classes())
 
 
-def _with_correlation(response: JSONResponse) -> JSONResponse:
-    # Responses built by ServerErrorMiddleware bypass the correlation middleware's send wrapper.
-    cid = correlation_id.get()
-    if cid is not None:
-        response.headers[CORRELATION_HEADER] = cid
-    return response
-
-
 async def _problem_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return exc.to_response()
@@ -321,19 +314,53 @@ async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
-async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled_exception", path=request.url.path, exc_info=exc)
-    return _with_correlation(problem_response(500, "Internal Server Error"))
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error response of ``app`` an RFC 9457 problem."""
+    """Make every error response of ``app`` an RFC 9457 problem.
+
+    Unexpected exceptions are not handled here but by :class:`UnhandledErrorMiddleware`: a
+    handler for ``Exception`` would run inside Starlette's ServerErrorMiddleware, which re-raises
+    after answering, and uvicorn then drops the keep-alive connection.
+    """
     app.add_exception_handler(ProblemError, _problem_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)
     for exc_class in dependency_errors():
         app.add_exception_handler(exc_class, _dependency_down_handler)
-    app.add_exception_handler(Exception, _unexpected_handler)
+
+
+class UnhandledErrorMiddleware:
+    """Pure ASGI: an exception no handler took becomes a problem 500, and stops here.
+
+    Swallowing it (after logging) lets uvicorn keep the connection open. If it re-raised, uvicorn
+    would close the connection after the 500 had been sent, while a proxy that pools upstream
+    connections (the gateway's nginx) may already have picked that connection for the next
+    client's request, which then fails with 502 - and nginx does not retry a POST or PATCH.
+    The body says nothing about the cause: messages may carry SQL parameters or hosts.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
+            if response_started:
+                # Half a response is out: only closing the connection can tell the client.
+                raise
+            await problem_response(500, "Internal Server Error")(scope, receive, send)
 
 
 class _BodyTooLarge(HTTPException):

@@ -36,6 +36,14 @@ class ServiceSettings(BaseSettings):
     # lifetime (auth's access_token_ttl_s, 900 s) plus the verifier's leeway (30 s).
     deny_list_keep_s: float = 960.0
     deny_list_refresh_s: float = 1.0
+    # /docs, /redoc and /openapi.json; None means "outside production only".
+    api_docs: bool | None = None
+    # Peers whose X-Forwarded-For uvicorn believes (comma-separated IPs or CIDRs, "*" for
+    # all): the gateway or the ingress controller, never a network clients can reach from.
+    trusted_proxies: str = "127.0.0.1"
+    # Shared by the services for /internal/* (common.internal); the default is refused in
+    # production, where it comes from the chart's Secret.
+    internal_token: SecretStr = SecretStr("changeme-internal-token")
 
     @field_validator("log_level")
     @classmethod
@@ -52,11 +60,17 @@ class ServiceSettings(BaseSettings):
             raise ValueError("max_body_bytes must be positive")
         return value
 
+    @property
+    def api_docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
+
     def production_problems(self) -> list[str]:
         """Reasons these settings are unsafe for production; subclasses extend the list."""
         problems: list[str] = []
         if is_development_secret(self.amqp_url):
             problems.append("amqp_url uses the default guest credentials")
+        if is_development_secret(self.internal_token) or len(self.internal_token) < 32:
+            problems.append("internal_token is the development default or under 32 characters")
         return problems
 
     @model_validator(mode="after")

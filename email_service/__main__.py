@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import typer
-import uvicorn
 
 from email_service.settings import EmailSettings
 
@@ -15,9 +14,10 @@ cli = typer.Typer(add_completion=False, help="Murmur email_service")
 @cli.command()
 def serve(host: str = "127.0.0.1", port: int = 8005) -> None:
     """Health and metrics endpoints plus (unless EMAIL_RUN_WORKERS=false) the consumer."""
+    from common.server import run_http
     from email_service.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, access_log=False, log_config=None)
+    run_http(create_app(), host=host, port=port)
 
 
 @cli.command()

@@ -7,7 +7,6 @@ import contextlib
 import signal
 
 import typer
-import uvicorn
 
 from feed_service.settings import FeedSettings
 
@@ -17,9 +16,10 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True)
 @cli.command()
 def serve(host: str = "127.0.0.1", port: int = 8004) -> None:
     """HTTP API (plus consumer and fan-out workers unless FEED_RUN_WORKERS=false)."""
+    from common.server import run_http
     from feed_service.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_config=None)
+    run_http(create_app(), host=host, port=port)
 
 
 @cli.command()

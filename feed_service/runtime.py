@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from common.internal import internal_headers
 from common.messaging import Consumer
 from feed_service.events.handlers import CONSUMER, FeedEvents
 from feed_service.repository.redis import RedisClient, close_redis, connect_redis
@@ -40,9 +41,12 @@ async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
         settings.redis_url, cluster=settings.redis_cluster, block_ms=settings.sse_block_ms
     )
     timeout_s = settings.internal_timeout_s
+    token = internal_headers(settings)
     async with (
-        internal_client(settings.post_service_url, timeout_s=timeout_s) as post_http,
-        internal_client(settings.network_service_url, timeout_s=timeout_s) as net_http,
+        internal_client(settings.post_service_url, timeout_s=timeout_s, headers=token) as post_http,
+        internal_client(
+            settings.network_service_url, timeout_s=timeout_s, headers=token
+        ) as net_http,
     ):
         posts = PostSource(post_http)
         feeds = FeedManager(redis, settings, posts, NetworkSource(net_http))

@@ -7,9 +7,9 @@ import contextlib
 import signal
 
 import typer
-import uvicorn
 
 from common.logging import configure_logging
+from common.server import run_http
 from network_service.app import SERVICE_NAME, Workers, create_app
 from network_service.repository.driver import Graph, create_driver
 from network_service.repository.schema import ensure_schema
@@ -21,7 +21,7 @@ cli = typer.Typer(help="network_service: the follow graph.", no_args_is_help=Tru
 @cli.command()
 def serve(host: str = "127.0.0.1", port: int = 8003) -> None:
     """Run the HTTP API (and, unless NETWORK_RUN_WORKERS=false, the relay and consumer)."""
-    uvicorn.run(create_app(), host=host, port=port, log_config=None, proxy_headers=True)
+    run_http(create_app(), host=host, port=port)
 
 
 @cli.command()

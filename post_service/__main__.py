@@ -7,7 +7,6 @@ import contextlib
 import signal
 
 import typer
-import uvicorn
 
 from post_service.settings import PostSettings
 
@@ -17,9 +16,10 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True)
 @cli.command()
 def serve(host: str = "127.0.0.1", port: int = 8002) -> None:
     """HTTP API (plus consumer and relay unless POST_RUN_WORKERS=false)."""
+    from common.server import run_http
     from post_service.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_config=None)
+    run_http(create_app(), host=host, port=port)
 
 
 @cli.command()

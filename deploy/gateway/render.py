@@ -8,9 +8,51 @@ from pathlib import Path
 
 import jinja2
 
+from common.server import KEEP_ALIVE_TIMEOUT_S
 from deploy.gateway.routes import DEFAULT_PORTS, ROUTED_SERVICES, ROUTES, ServiceName
 
 _TEMPLATE_DIR = Path(__file__).parent
+# nginx closes idle upstream connections before uvicorn does (see common.server).
+UPSTREAM_KEEPALIVE_TIMEOUT_S = KEEP_ALIVE_TIMEOUT_S - 15
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """An error nginx answers itself, as a problem+json body from a named location."""
+
+    statuses: tuple[int, ...]
+    status: int
+    title: str
+    detail: str
+    retry_after_s: int | None = None
+
+    @property
+    def location(self) -> str:
+        # An `internal` location: a client asking for it directly gets the 404 problem.
+        return f"/_gateway/problem/{self.statuses[0]}"
+
+
+# 494 is nginx's internal code for an oversized header; it is sent as 400 unless an error page
+# answers it, as here, with the standard 431.
+GATEWAY_ERRORS: tuple[GatewayError, ...] = (
+    GatewayError((400,), 400, "Bad Request", "The request is malformed."),
+    GatewayError((405,), 405, "Method Not Allowed", "Method not allowed here."),
+    GatewayError((408,), 408, "Request Timeout", "The request was not received in time."),
+    GatewayError((413,), 413, "Content Too Large", "Request body over 1 MiB."),
+    GatewayError((414,), 414, "URI Too Long", "The request URI is too long."),
+    GatewayError((494,), 431, "Request Header Fields Too Large", "Request headers too large."),
+    GatewayError((500,), 500, "Internal Server Error", "The gateway failed."),
+    GatewayError(
+        (502, 503),
+        503,
+        "Service Unavailable",
+        "The service is not reachable; retry later.",
+        retry_after_s=5,
+    ),
+    GatewayError(
+        (504,), 504, "Gateway Timeout", "The service did not answer in time.", retry_after_s=5
+    ),
+)
 
 
 def default_upstreams(host: str = "127.0.0.1") -> dict[ServiceName, str]:
@@ -48,6 +90,8 @@ def render_nginx_conf(config: GatewayConfig) -> str:
     return template.render(
         routes=ROUTES,
         upstreams={s: config.upstreams[s] for s in ROUTED_SERVICES},
+        upstream_keepalive_timeout_s=UPSTREAM_KEEPALIVE_TIMEOUT_S,
+        errors=GATEWAY_ERRORS,
         listen=config.listen,
         runtime_dir=config.runtime_dir,
         daemon=config.daemon,

@@ -93,6 +93,9 @@ class Platform:
             "AMQP_URL": b.amqp_url,
             "JWKS_URL": f"{self.service_url('auth')}/.well-known/jwks.json",
             "PUBLIC_BASE_URL": self.gateway_url,
+            # The gateway is the only proxy; its X-Forwarded-For is the client's address.
+            "TRUSTED_PROXIES": "127.0.0.1",
+            "INTERNAL_TOKEN": self._internal_token(),
         }
         specific: dict[str, str] = {}
         if service in b.database_urls:
@@ -115,6 +118,17 @@ class Platform:
         settings = {prefix + k: v for k, v in {**common, **specific}.items()}
         settings.update(self.extra_env)
         return settings
+
+    def _internal_token(self) -> str:
+        """A random service token per state directory, shared by the five services."""
+        path = self.state_dir / "secrets" / "internal-token"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def _dev_signing_key(self) -> Path:
         path = self.state_dir / "secrets" / "auth-signing-key.pem"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,9 @@ _MAX_PER_AUTHOR = 200
 _AUTHORS_PER_CALL = 100
 
 
-def internal_client(base_url: str, *, timeout_s: float) -> httpx.AsyncClient:
+def internal_client(
+    base_url: str, *, timeout_s: float, headers: Mapping[str, str] | None = None
+) -> httpx.AsyncClient:
     """A keep-alive client for an internal read API.
 
     No cap on connections, on purpose: httpcore leaks a pool slot when a request that is
@@ -30,6 +32,7 @@ def internal_client(base_url: str, *, timeout_s: float) -> httpx.AsyncClient:
     """
     return httpx.AsyncClient(
         base_url=base_url,
+        headers=dict(headers or {}),  # the internal service token
         timeout=httpx.Timeout(timeout_s),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
     )

@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from common.internal import InternalCaller
 from common.pagination import MAX_CURSOR_LENGTH, Cursor, CursorId, decode_cursor, encode_cursor
 from network_service.api.deps import FollowServiceDep, UserIdPath
 from network_service.schemas import FolloweeIds, FollowerCount, FollowerIds
 
 __all__ = ["MAX_FOLLOWER_PAGE", "router"]
 
-router = APIRouter(prefix="/internal/v1", tags=["internal"])
+router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[InternalCaller])
 
 MAX_FOLLOWER_PAGE = 10_000
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {

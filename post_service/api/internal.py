@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from common.internal import InternalCaller
 from post_service.api.deps import PostServiceDep
 from post_service.schemas import (
     BatchRequest,
@@ -15,7 +16,7 @@ from post_service.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/internal/v1", tags=["internal"])
+router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[InternalCaller])
 
 
 @router.post("/posts/batch", summary="Posts by id (unknown or deleted ids are omitted)")

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as redis
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
@@ -196,10 +197,76 @@ async def test_health_checks_raise_when_nothing_listens() -> None:
 def test_production_settings_refuse_development_credentials() -> None:
     with pytest.raises(ValidationError, match="guest"):
         ServiceSettings(environment="production")
+    amqp = SecretStr("amqps://murmur:s3cr3t-long@mq:5671/")
+    with pytest.raises(ValidationError, match="internal_token"):
+        ServiceSettings(environment="production", amqp_url=amqp)
+    with pytest.raises(ValidationError, match="internal_token"):
+        ServiceSettings(environment="production", amqp_url=amqp, internal_token=SecretStr("short"))
     safe = ServiceSettings(
-        environment="production", amqp_url=SecretStr("amqps://murmur:s3cr3t-long@mq:5671/")
+        environment="production", amqp_url=amqp, internal_token=SecretStr("t0ken" * 8)
     )
-    assert "s3cr3t" not in repr(safe)
+    assert "s3cr3t" not in repr(safe) and "t0ken" not in repr(safe)
     with pytest.raises(ValidationError):
         ServiceSettings(log_level="LOUD")
     assert ServiceSettings(log_level="debug").log_level == "DEBUG"
+
+
+def _headers_app(settings: ServiceSettings | None = None) -> FastAPI:
+    router = APIRouter()
+
+    @router.get("/page", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse("<p>hi</p>", headers={"Content-Security-Policy": "default-src 'self'"})
+
+    @router.get("/public")
+    async def public() -> JSONResponse:
+        return JSONResponse({}, headers={"Cache-Control": "public, max-age=300"})
+
+    @router.get("/mine")
+    async def mine() -> dict[str, str]:
+        return {"email": "a@example.com"}
+
+    @router.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    return create_app(
+        name="headers-test",
+        settings=settings or ServiceSettings(environment="test"),
+        routers=[router],
+    )
+
+
+@pytest.mark.parametrize("path", ["/mine", "/page", "/public", "/crash", "/nowhere", "/healthz"])
+async def test_security_headers_on_every_answer(path: str) -> None:
+    async with running(_headers_app()) as client:
+        response = await client.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    expected_cache = "public, max-age=300" if path == "/public" else "no-store"
+    assert response.headers["cache-control"] == expected_cache
+
+
+async def test_a_page_keeps_its_own_csp_and_gains_frame_ancestors() -> None:
+    async with running(_headers_app()) as client:
+        response = await client.get("/page")
+    assert response.headers["content-security-policy"] == (
+        "default-src 'self'; frame-ancestors 'none'"
+    )
+
+
+async def test_api_docs_are_off_in_production_unless_asked_for() -> None:
+    prod = {
+        "environment": "production",
+        "amqp_url": SecretStr("amqp://svc:s3cret@mq:5672/"),
+        "internal_token": SecretStr("t0ken" * 8),
+    }
+    for settings, expected in (
+        (ServiceSettings(environment="test"), 200),
+        (ServiceSettings(**prod), 404),
+        (ServiceSettings(**prod, api_docs=True), 200),
+    ):
+        async with running(_headers_app(settings)) as client:
+            for path in ("/docs", "/openapi.json"):
+                assert (await client.get(path)).status_code == expected, (settings, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -294,3 +295,38 @@ def test_problem_responses_document_problem_json() -> None:
     for status in ("404", "409"):
         schema = responses[status]["content"]["application/problem+json"]["schema"]
         assert {"type", "title", "status", "detail", "errors"} <= set(schema["properties"])
+
+
+async def test_a_500_leaves_the_keep_alive_connection_usable() -> None:
+    """A crash must not close the connection: a pooling proxy would reuse it for the next
+    client's request and answer that client 502 (issue 11)."""
+    async with serve(build_app()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for path in ("/boom", "/items/7", "/boom", "/items/8"):
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+                await writer.drain()
+                status, headers, body = await _read_response(reader)
+                expected = 500 if path == "/boom" else 200
+                assert status == expected, body
+                assert headers.get("connection") != "close"
+                if expected == 500:
+                    assert json.loads(body)["status"] == 500
+                    assert b"hunter2" not in body
+        finally:
+            writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -200,3 +201,22 @@ def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
         [*nginx_command(conf, tmp_path), "-g", "daemon off;", "-t"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_services_trust_only_the_gateway_and_share_the_internal_token(
+    compose: dict[str, Any],
+) -> None:
+    network = compose["networks"]["default"]["ipam"]["config"][0]
+    gateway_ip = ipaddress.ip_address(
+        compose["services"]["gateway"]["networks"]["default"]["ipv4_address"]
+    )
+    # Fixed, inside the subnet, outside the range other containers draw from.
+    assert gateway_ip in ipaddress.ip_network(network["subnet"])
+    assert gateway_ip not in ipaddress.ip_network(network["ip_range"])
+    tokens = set()
+    for name in ("auth", "post", "network", "feed", "email"):
+        env = compose["services"][name]["environment"]
+        prefix = name.upper()
+        assert env[f"{prefix}_TRUSTED_PROXIES"] == str(gateway_ip)
+        tokens.add(env[f"{prefix}_INTERNAL_TOKEN"])
+    assert len(tokens) == 1 and len(tokens.pop()) >= 32

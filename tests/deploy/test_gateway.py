@@ -216,10 +216,18 @@ def test_nginx_answers_404_problem_for_near_misses(client: httpx.Client, path: s
 
 
 def test_forwarding_headers_and_ids(client: httpx.Client) -> None:
-    sent = client.get("/api/v1/me", headers={"X-Request-ID": "req-1", "X-Correlation-ID": "cor-1"})
+    sent = client.get(
+        "/api/v1/me",
+        headers={
+            "X-Request-ID": "req-1",
+            "X-Correlation-ID": "cor-1",
+            "X-Forwarded-For": "6.6.6.6",
+        },
+    )
     headers = {k.lower(): v for k, v in sent.json()["headers"].items()}
     assert headers["x-request-id"] == "req-1"
     assert headers["x-correlation-id"] == "cor-1"
+    # Overwritten with the peer's address: a client-supplied value is not passed on.
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == "127.0.0.1"
@@ -231,15 +239,90 @@ def test_forwarding_headers_and_ids(client: httpx.Client) -> None:
     assert minted["x-correlation-id"] == minted["x-request-id"]
 
 
+def test_the_service_sees_the_real_client_address(gateway: Gateway) -> None:
+    # The whole of 127/8 is loopback on Linux: a second address stands for a second client.
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=gateway.url, transport=transport, timeout=10) as other:
+        sent = other.get("/api/v1/me", headers={"X-Forwarded-For": "127.0.0.1, 6.6.6.6"})
+    headers = {k.lower(): v for k, v in sent.json()["headers"].items()}
+    assert headers["x-forwarded-for"] == "127.0.0.2"
+    assert headers["x-real-ip"] == "127.0.0.2"
+
+
+def _assert_gateway_problem(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert body["title"]
+    _assert_security_headers(response)
+
+
+def _assert_security_headers(response: httpx.Response) -> None:
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert response.headers.get_list("x-frame-options") == ["DENY"]
+
+
+def _raw(gateway: Gateway, request: bytes) -> httpx.Response:
+    """Send bytes httpx would refuse or normalise, and parse the answer."""
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if sep and b"content-length" in head.lower():
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(rest) >= length:
+                    break
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    headers = [tuple(v.strip() for v in line.split(":", 1)) for line in lines[1:] if line]
+    return httpx.Response(int(lines[0].split()[1]), headers=headers, content=body)
+
+
+def test_nul_in_the_path_is_a_400_problem(gateway: Gateway) -> None:
+    response = _raw(
+        gateway, b"GET /api/v1/posts/%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    _assert_gateway_problem(response, 400)
+
+
+def test_malformed_request_line_is_a_400_problem(gateway: Gateway) -> None:
+    response = _raw(gateway, b"GET /api/v1/posts HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    _assert_gateway_problem(response, 400)
+
+
+def test_long_uri_is_a_414_problem(client: httpx.Client) -> None:
+    _assert_gateway_problem(client.get("/api/v1/posts?q=" + "x" * 20_000), 414)
+
+
+def test_huge_header_is_a_431_problem(client: httpx.Client) -> None:
+    _assert_gateway_problem(client.get("/api/v1/posts", headers={"X-Big": "x" * 20_000}), 431)
+
+
+def test_unknown_path_is_a_404_problem_with_security_headers(client: httpx.Client) -> None:
+    response = client.get("/nowhere")
+    _assert_gateway_problem(response, 404)
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_proxied_answers_carry_security_headers_once(client: httpx.Client) -> None:
+    response = client.get("/api/v1/posts")
+    assert response.status_code == 200
+    _assert_security_headers(response)
+
+
 def test_body_limit_is_one_mebibyte(client: httpx.Client) -> None:
     ok = client.post("/api/v1/posts", content=b"x" * 1_000_000)
     assert ok.status_code == 200
     assert ok.json()["bytes"] == 1_000_000
 
     too_big = client.post("/api/v1/posts", content=b"x" * (1_048_576 + 1))
-    assert too_big.status_code == 413
-    assert too_big.headers["content-type"] == "application/problem+json"
-    assert too_big.json()["status"] == 413
+    _assert_gateway_problem(too_big, 413)
 
 
 def test_sse_is_not_buffered(client: httpx.Client, stubs: dict[str, Stub]) -> None:
@@ -279,10 +362,10 @@ def test_upstream_down_gives_503_problem_with_retry_after() -> None:
     dead = f"127.0.0.1:{_free_port()}"
     for gw in _run_nginx({name: dead for name in ROUTED_SERVICES}):
         response = httpx.get(f"{gw.url}/api/v1/posts", timeout=10)
-        assert response.status_code == 503
-        assert response.headers["content-type"] == "application/problem+json"
+        _assert_gateway_problem(response, 503)
         assert response.headers["retry-after"] == "5"
-        assert response.json()["status"] == 503
+        # A write is refused the same way (and was never sent: nothing to replay).
+        _assert_gateway_problem(httpx.post(f"{gw.url}/api/v1/posts", json={}, timeout=10), 503)
 
 
 def test_cli_renders_a_file(tmp_path: Path) -> None:
@@ -327,3 +410,53 @@ def test_cli_renders_a_file(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert bad.returncode != 0
+
+
+# --- a crash behind the gateway --------------------------------------------------------------
+
+
+@pytest.fixture
+def crashing_service() -> Iterator[str]:
+    """The crashing service in its own process, as the real services run."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.deploy.crashing_service", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180  # imports alone take a minute on a loaded machine
+        while True:
+            assert proc.poll() is None, "crashing service exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "crashing service did not start"
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_a_crash_does_not_break_the_next_clients_write(crashing_service: str) -> None:
+    """issue 11: after a 500, nginx reused the pooled connection uvicorn was closing, and the
+    next client's POST (never retried) failed with 502/503."""
+    for gw in _run_nginx({name: crashing_service for name in ROUTED_SERVICES}):
+        async with (
+            httpx.AsyncClient(base_url=gw.url, timeout=10) as attacker,
+            httpx.AsyncClient(base_url=gw.url, timeout=10) as victim,
+        ):
+            failures = []
+            for n in range(20):
+                crashed = await attacker.get("/api/v1/posts/crash")
+                assert crashed.status_code == 500
+                assert crashed.headers["content-type"] == "application/problem+json"
+                assert "a bug" not in crashed.text
+                wrote = await victim.post("/api/v1/posts", json={"n": n})
+                if wrote.status_code != 201:
+                    failures.append((n, wrote.status_code))
+            assert failures == []

@@ -50,6 +50,12 @@ def test_env_for_prefixes_each_services_settings(tmp_path: Path) -> None:
     )
     feed = platform.env_for("feed")
     assert feed["FEED_POST_SERVICE_URL"] == "http://127.0.0.1:9002"
+    # One generated service token for all, kept across restarts of the same state directory.
+    token = feed["FEED_INTERNAL_TOKEN"]
+    assert len(token) >= 32
+    assert platform.env_for("post")["POST_INTERNAL_TOKEN"] == token
+    assert platform.env_for("network")["NETWORK_INTERNAL_TOKEN"] == token
+    assert platform.env_for("auth")["AUTH_TRUSTED_PROXIES"] == "127.0.0.1"
     assert feed["FEED_NETWORK_SERVICE_URL"] == "http://127.0.0.1:9003"
     assert feed["FEED_JWKS_URL"] == "http://127.0.0.1:9001/.well-known/jwks.json"
     assert feed["FEED_REDIS_URL"].startswith("redis://127.0.0.1:7000/")

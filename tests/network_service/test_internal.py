@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from neo4j import AsyncDriver
 
+from common.internal import INTERNAL_TOKEN_HEADER, internal_headers
 from network_service.settings import NetworkSettings
 from tests.network_service.conftest import (
     NetworkHarness,
@@ -18,6 +20,30 @@ from tests.network_service.conftest import (
 )
 from tests.network_service.test_follow_api import follow, seed_users
 from tests.support.jwt import TokenFactory
+
+
+@pytest.fixture(autouse=True)
+def service_token(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every internal request here is feed_service's: it carries the internal token."""
+    if "network" not in request.fixturenames:
+        yield
+        return
+    network: NetworkHarness = request.getfixturevalue("network")
+    network.client.headers.update(internal_headers(network.app.state.settings))
+    yield
+    network.client.headers.pop(INTERNAL_TOKEN_HEADER, None)
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 403)])
+async def test_internal_api_needs_the_service_token(
+    network: NetworkHarness, token: str | None, status: int
+) -> None:
+    del network.client.headers[INTERNAL_TOKEN_HEADER]
+    headers = {} if token is None else {INTERNAL_TOKEN_HEADER: token}
+    for suffix in ("followers", "followees", "follower-count"):
+        response = await network.client.get(f"/internal/v1/users/x/{suffix}", headers=headers)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_followers_followees_and_count(
@@ -148,7 +174,8 @@ async def test_neo4j_down_gives_503_with_retry_after(vhost_url: str, tokens: Tok
             ("PUT", "/api/v1/me/following/x"),
             ("GET", "/internal/v1/users/x/followees"),
         ]:
-            response = await net.client.request(method, path, headers=net.auth("me"))
+            headers = {**net.auth("me"), **internal_headers(settings)}
+            response = await net.client.request(method, path, headers=headers)
             assert response.status_code == 503, (path, response.text)
             assert int(response.headers["retry-after"]) > 0
             assert response.headers["content-type"].startswith("application/problem+json")

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
+import pytest
+
+from common.internal import INTERNAL_TOKEN_HEADER, internal_headers
 from tests.post_service.conftest import PostHarness
+
+
+@pytest.fixture(autouse=True)
+def service_token(post: PostHarness) -> Iterator[None]:
+    """Every request here is feed_service's: it carries the internal token."""
+    post.client.headers.update(internal_headers(post.app.state.settings))
+    yield
+    del post.client.headers[INTERNAL_TOKEN_HEADER]
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 403), ("", 401)])
+async def test_internal_api_needs_the_service_token(
+    post: PostHarness, token: str | None, status: int
+) -> None:
+    del post.client.headers[INTERNAL_TOKEN_HEADER]
+    headers = {} if token is None else {INTERNAL_TOKEN_HEADER: token}
+    for path, body in [
+        ("/internal/v1/posts/batch", {"ids": []}),
+        ("/internal/v1/posts/recent", {"author_ids": [], "limit_per_author": 1}),
+    ]:
+        response = await post.client.post(path, json=body, headers=headers)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    post.client.headers.update(internal_headers(post.app.state.settings))
+    ok = await post.client.post("/internal/v1/posts/batch", json={"ids": []})
+    assert ok.status_code == 200
 
 
 async def test_batch_returns_existing_posts_in_request_order(post: PostHarness) -> None:

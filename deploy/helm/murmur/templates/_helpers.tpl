@@ -96,6 +96,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $root := .root }}
 {{- $p := printf "%s_" (upper .component) }}
 {{- include "murmur.secretEnv" (dict "root" $root "name" (printf "%sAMQP_URL" $p) "key" "amqp-url") }}
+{{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sINTERNAL_TOKEN" $p) "key" "internal-token") }}
 {{- if ne .component "network" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sREDIS_URL" $p) "key" "redis-url") }}
 {{- end }}
