@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.mailpit import MailpitServer
 from deploy.platform.runner import SERVICES, Backing, Platform
 
 
@@ -27,7 +28,7 @@ async def platform(
     redis_server: Any,
     make_vhost: Any,
     neo4j: Any,
-    mailhog: Any,
+    mailpit: MailpitServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
     backing = Backing(
@@ -38,8 +39,8 @@ async def platform(
         redis_url=f"redis://127.0.0.1:{redis_server.port}",
         amqp_url=await make_vhost("e2e"),
         neo4j_uri=neo4j.bolt_uri,
-        smtp_host=mailhog.smtp_host,
-        smtp_port=mailhog.smtp_port,
+        smtp_host=mailpit.smtp_host,
+        smtp_port=mailpit.smtp_port,
     )
     state: Path = tmp_path_factory.mktemp("platform")
     platform = Platform(

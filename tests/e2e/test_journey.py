@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from deploy.platform.runner import Platform
+from tests.support.mailpit import Mailpit
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery staple"
@@ -32,29 +33,12 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
-async def mail_to(mailhog_api: str, address: str, subject_word: str) -> str:
-    """The decoded body of the newest mail to address whose subject contains subject_word."""
-
-    async def probe() -> str | None:
-        async with httpx.AsyncClient(base_url=mailhog_api) as client:
-            r = await client.get("/api/v2/search", params={"kind": "to", "query": address})
-            for item in r.json()["items"]:
-                subject = " ".join(item["Content"]["Headers"].get("Subject", []))
-                if subject_word.lower() in subject.lower():
-                    return str(item["Raw"]["Data"])
-        return None
-
-    raw = await eventually(probe, f"{subject_word} mail to {address}")
-    # Undo quoted-printable soft line breaks and =3D so links can be read from the raw message.
-    return raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 async def register_and_verify(
-    gw: httpx.AsyncClient, mailhog_api: str, platform: Platform, name: str
+    gw: httpx.AsyncClient, inbox: Mailpit, platform: Platform, name: str
 ) -> dict[str, Any]:
     email = f"{name}@example.com"
     r = await gw.post(
@@ -66,10 +50,8 @@ async def register_and_verify(
     assert user["email_verified"] is False
     assert "password" not in r.text and "hash" not in r.text
 
-    body = await mail_to(mailhog_api, email, "verif")
-    link = re.search(
-        r"(http://[^\s\"'<>]+/api/v1/auth/verify-email\?token=[A-Za-z0-9_\-\.]+)", body
-    )
+    [mail] = await inbox.wait_for(email, subject="Verify your email address")
+    link = VERIFY_LINK.search(mail.text)
     assert link, "verification link missing from the mail"
     assert link.group(1).startswith(platform.gateway_url)
     page = await gw.get(link.group(1).removeprefix(platform.gateway_url))
@@ -92,12 +74,12 @@ async def feed_ids(gw: httpx.AsyncClient, token: str) -> list[str]:
 
 
 async def test_two_people_journey(
-    gateway: httpx.AsyncClient, platform: Platform, mailhog: Any
+    gateway: httpx.AsyncClient, platform: Platform, inbox: Mailpit
 ) -> None:
     gw = gateway
     suffix = uuid.uuid4().hex[:8]
-    alice = await register_and_verify(gw, mailhog.api_url, platform, f"alice_{suffix}")
-    bob = await register_and_verify(gw, mailhog.api_url, platform, f"bob_{suffix}")
+    alice = await register_and_verify(gw, inbox, platform, f"alice_{suffix}")
+    bob = await register_and_verify(gw, inbox, platform, f"bob_{suffix}")
     a, b = bearer(alice["token"]), bearer(bob["token"])
 
     # No one sees another's email.

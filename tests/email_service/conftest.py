@@ -1,25 +1,22 @@
-"""email_service under test: the real consumer over RabbitMQ, sending to MailHog."""
+"""email_service under test: the real consumer over RabbitMQ, sending to Mailpit."""
 
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from email.message import EmailMessage
-from typing import Any, cast
+from typing import Any
 
-import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.messaging import Publisher
+from deploy.local.mailpit import MailpitServer
 from email_service.app import create_app
 from email_service.service.mailer import Mailer
 from email_service.settings import EmailSettings
@@ -32,13 +29,13 @@ def unique_address() -> str:
 
 
 @pytest.fixture
-def email_settings(redis_url: str, mailhog: Any) -> Callable[..., EmailSettings]:
+def email_settings(redis_url: str, mailpit: MailpitServer) -> Callable[..., EmailSettings]:
     def make(**overrides: Any) -> EmailSettings:
         values: dict[str, Any] = {
             "environment": "test",
             "redis_url": redis_url,
-            "smtp_host": mailhog.smtp_host,
-            "smtp_port": mailhog.smtp_port,
+            "smtp_host": mailpit.smtp_host,
+            "smtp_port": mailpit.smtp_port,
             "smtp_timeout_s": 3.0,
             "public_base_url": PUBLIC_BASE_URL,
             "key_prefix": f"test:email:{uuid.uuid4().hex}",
@@ -79,48 +76,6 @@ async def publisher(amqp_url: str) -> AsyncIterator[Callable[[EventEnvelope], Aw
 
 def envelope(payload: EventPayload) -> EventEnvelope:
     return make_envelope(payload, producer="auth")
-
-
-async def mails_to(api_url: str, address: str) -> list[EmailMessage]:
-    """Messages MailHog holds for ``address``, parsed from their raw source."""
-    async with httpx.AsyncClient(base_url=api_url) as client:
-        response = await client.get(
-            "/api/v2/search", params={"kind": "to", "query": address, "limit": 50}
-        )
-        response.raise_for_status()
-    return [
-        email.message_from_string(item["Raw"]["Data"], policy=email.policy.default)
-        for item in response.json()["items"]
-    ]
-
-
-async def wait_for_mail(
-    api_url: str, address: str, *, count: int = 1, subject: str | None = None, timeout: float = 30.0
-) -> list[EmailMessage]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [
-            m
-            for m in await mails_to(api_url, address)
-            if subject is None or m["Subject"] == subject
-        ]
-        if len(found) >= count:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{count} mail(s) to {address} ({subject}) did not arrive")
-        await asyncio.sleep(0.1)
-
-
-def text_body(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return cast(str, part.get_content())
-
-
-def html_body(message: EmailMessage) -> str:
-    part = message.get_body(("html",))
-    assert part is not None
-    return cast(str, part.get_content())
 
 
 @asynccontextmanager
