@@ -22,6 +22,8 @@ from email_service.service.mailer import Mailer
 from email_service.settings import EmailSettings
 
 PUBLIC_BASE_URL = "http://gateway.test"
+# asgi-lifespan gives start-up 5 s; auth alone took 6 s on a 2-core machine at load 30.
+STARTUP_TIMEOUT_S = 60.0
 
 
 def unique_address() -> str:
@@ -59,7 +61,7 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 15.0) ->
 async def running_email(settings: EmailSettings) -> AsyncIterator[FastAPI]:
     """The email app with its consumer connected (queue declared and bound)."""
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
         await wait_until(lambda: app.state.consumer.connection is not None)
         yield app
 
@@ -82,7 +84,7 @@ def envelope(payload: EventPayload) -> EventEnvelope:
 async def running_mailer(settings: EmailSettings) -> AsyncIterator[Mailer]:
     """The app's mailer alone (no consumer), for driving the at-most-once rule directly."""
     app = create_app(settings.model_copy(update={"run_workers": False}))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
         yield app.state.mailer
 
 

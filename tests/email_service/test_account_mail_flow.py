@@ -24,7 +24,12 @@ from tests.auth_service.conftest import (  # the fixtures are used by name below
     signing_factory,  # noqa: F401
     unique,
 )
-from tests.email_service.conftest import PUBLIC_BASE_URL, captured_logs, running_email
+from tests.email_service.conftest import (
+    PUBLIC_BASE_URL,
+    STARTUP_TIMEOUT_S,
+    captured_logs,
+    running_email,
+)
 from tests.support.mailpit import Mail, Mailpit
 
 MakeVhost = Callable[[str], Awaitable[str]]
@@ -38,7 +43,7 @@ async def murmur_mail(
     """auth (with its relay) and email (with its consumer) on one fresh vhost."""
     async with running_email(email_settings(amqp_url=amqp)):
         app = create_auth_app(make_auth(amqp_url=amqp, run_workers=True, relay_poll_interval_s=0.2))
-        async with LifespanManager(app):
+        async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
             transport = httpx.ASGITransport(app=app, client=(random_ip(), 1))
             async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as c:
                 yield c
