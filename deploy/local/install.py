@@ -163,10 +163,10 @@ def go_bin() -> Path:
     raise ServerError(f"Go is needed once to build Mailpit: not on PATH nor at {GO}")
 
 
-def _go_env(**extra: str) -> dict[str, str]:
+def _go_env() -> dict[str, str]:
     # The installed Go, never a toolchain download; pure Go (Mailpit's SQLite is
     # modernc.org/sqlite), so no C compiler either.
-    return {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", **extra}
+    return {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
 
 
 def ensure_mailpit(version: str = MAILPIT_VERSION) -> Path:
