@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from deploy.local import (
-    MailHogServer,
+    MailpitServer,
     ManagedServer,
     Neo4jServer,
     PostgresServer,
@@ -50,7 +50,7 @@ def platform_env(*, hybrid_threshold: int, fanout_batch: int) -> dict[str, str]:
 
 @dataclass
 class BenchStack:
-    """PostgreSQL, Redis, RabbitMQ, Neo4j and MailHog, then the five services and nginx."""
+    """PostgreSQL, Redis, RabbitMQ, Neo4j and Mailpit, then the five services and nginx."""
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="murmur-bench-")))
     servers: dict[str, ManagedServer] = field(default_factory=dict)
@@ -76,13 +76,13 @@ class BenchStack:
             epmd_port=free_port(),
         )
         self.neo4j = Neo4jServer(self.root / "neo4j", free_port(), logs)
-        self.mailhog = MailHogServer(self.root / "mailhog", free_port(), free_port(), logs)
+        self.mailpit = MailpitServer(self.root / "mailpit", free_port(), free_port(), logs)
         self.servers = {
             "postgres": self.postgres,
             "redis": self.redis,
             "rabbitmq": self.rabbitmq,
             "neo4j": self.neo4j,
-            "mailhog": self.mailhog,
+            "mailpit": self.mailpit,
         }
 
     def start_backing(self) -> None:
@@ -104,8 +104,8 @@ class BenchStack:
             redis_url=self.redis.url.rsplit("/", 1)[0],
             amqp_url=self.rabbitmq.amqp_url,
             neo4j_uri=self.neo4j.bolt_uri,
-            smtp_host=self.mailhog.smtp_host,
-            smtp_port=self.mailhog.smtp_port,
+            smtp_host=self.mailpit.smtp_host,
+            smtp_port=self.mailpit.smtp_port,
         )
 
     def start_platform(self, env: Mapping[str, str]) -> Platform:

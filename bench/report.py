@@ -443,7 +443,7 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
     add(
         f"- {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, Linux {m['kernel']}; "
         "**everything ran on this one machine**: the five services, nginx, PostgreSQL, Redis, "
-        "RabbitMQ, Neo4j, MailHog *and the load generator*, which competes with the services "
+        "RabbitMQ, Neo4j, Mailpit *and the load generator*, which competes with the services "
         "for the same cores (other engineers' test runs shared the machine too). Absolute "
         "figures are therefore low; the ratios against baselines measured in the same run are "
         "the meaningful part. The generator's own ceiling is measured (see Method)."
@@ -737,7 +737,7 @@ def render(results_path: Path, doc: Path, img: Path) -> None:
         "python -m bench run --quick --out /tmp/q.json   # the whole path on a tiny graph\n"
         "python -m bench report bench/results/<run>.json # re-render this page and its plots\n"
         "```\n"
-        "The run starts its own PostgreSQL, Redis, RabbitMQ, Neo4j and MailHog (deploy.local) "
+        "The run starts its own PostgreSQL, Redis, RabbitMQ, Neo4j and Mailpit (deploy.local) "
         "and the five services with nginx (deploy.platform) on free ports in a temporary "
         "directory, and stops them at the end (`--keep` keeps the directory with the logs). "
         "It needs the socfb-Reed98 graph at `../shared/datasets/social-graph/socfb-Reed98/` "

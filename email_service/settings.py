@@ -22,7 +22,7 @@ class EmailSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_use_tls: bool = False
-    # None: upgrade with STARTTLS when the server offers it (MailHog does not).
+    # None: upgrade with STARTTLS when the server offers it (Mailpit does not).
     smtp_start_tls: bool | None = None
     smtp_timeout_s: float = Field(10.0, gt=0)
 

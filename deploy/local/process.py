@@ -1,6 +1,6 @@
 """Detached server processes with pidfiles, logs and readiness polling.
 
-Every backing server (PostgreSQL, Redis, RabbitMQ, Neo4j, MailHog) is one `ManagedServer`: the
+Every backing server (PostgreSQL, Redis, RabbitMQ, Neo4j, Mailpit) is one `ManagedServer`: the
 same class serves `python -m deploy.local up` (default ports, state kept in `.murmur/`) and the
 test suite (free ports, temporary directories).
 """
@@ -222,6 +222,7 @@ def run(
     *,
     user: str | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     timeout: float = 120,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
@@ -232,6 +233,7 @@ def run(
             capture_output=True,
             text=True,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             timeout=timeout,
             user=user,
             stdin=subprocess.DEVNULL,

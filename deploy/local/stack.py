@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploy.local.mailhog import MailHogServer
+from deploy.local.mailpit import MailpitServer
 from deploy.local.neo4j_server import Neo4jServer
 from deploy.local.postgres import PostgresServer
 from deploy.local.process import ManagedServer
@@ -14,7 +14,7 @@ from deploy.local.redis_servers import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASES = ("murmur_auth", "murmur_post")
-NAMES = ("postgres", "redis", "rabbitmq", "neo4j", "mailhog")
+NAMES = ("postgres", "redis", "rabbitmq", "neo4j", "mailpit")
 
 
 def state_root() -> Path:
@@ -31,5 +31,5 @@ def default_servers(root: Path | None = None) -> dict[str, ManagedServer]:
             root / "rabbitmq", 5672, 15672, logs, dist_port=25672, epmd_port=4369
         ),
         "neo4j": Neo4jServer(root / "neo4j", 7687, logs),
-        "mailhog": MailHogServer(root / "mailhog", 1025, 8025, logs),
+        "mailpit": MailpitServer(root / "mailpit", 1025, 8025, logs),
     }

@@ -40,7 +40,7 @@ def up() -> None:
     typer.echo(f"  gateway           {platform.gateway_url}")
     for service, port in DEFAULT_PORTS.items():
         typer.echo(f"  {service + '_service':<17} http://127.0.0.1:{port}/docs")
-    typer.echo("  MailHog           http://127.0.0.1:8025")
+    typer.echo("  Mailpit (inbox)   http://127.0.0.1:8025")
     typer.echo("  RabbitMQ          http://127.0.0.1:15672 (guest/guest)")
     typer.echo(f"  logs              {logs}")
 

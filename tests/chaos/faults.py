@@ -64,9 +64,8 @@ class ChaosStack(BenchStack):
 
     @property
     def mail_api_url(self) -> str:
-        """The mail catcher's HTTP API (MailHog's stand-in, or Mailpit once it replaces it)."""
-        catcher = getattr(self, "mailpit", None) or getattr(self, "mailhog")  # noqa: B009
-        return str(catcher.api_url)
+        """The development inbox's HTTP API (Mailpit)."""
+        return self.mailpit.api_url
 
     def faults(self, *, down_s: float) -> list[Fault]:
         """One pass of every fault, in an order that lets each finding show at the end: the

@@ -150,33 +150,21 @@ class Observer:
         return int(body["followers_count"]), int(body["following_count"])
 
     async def mails(self) -> list[Mail]:
-        """Every caught mail, from MailHog's v1 API (a list) or Mailpit's ({messages: ...})."""
+        """Every caught mail, from Mailpit's message list."""
         async with httpx.AsyncClient(base_url=self.mail_api_url, timeout=15.0) as client:
             body = (
                 (await client.get("/api/v1/messages", params={"limit": 100_000}))
                 .raise_for_status()
                 .json()
             )
-        if isinstance(body, dict):  # Mailpit
-            return [
-                Mail(
-                    tuple(a["Address"].lower() for a in m.get("To") or []),
-                    str(m.get("Subject", "")),
-                    str(m.get("MessageID", "")),
-                )
-                for m in body["messages"]
-            ]
-        mails = []
-        for m in body:  # MailHog
-            headers = m["Content"]["Headers"]
-            mails.append(
-                Mail(
-                    tuple(str(a).lower() for a in m["Raw"]["To"]),
-                    " ".join(headers.get("Subject", [])),
-                    " ".join(headers.get("Message-ID", headers.get("Message-Id", []))),
-                )
+        return [
+            Mail(
+                tuple(a["Address"].lower() for a in m.get("To") or []),
+                str(m.get("Subject", "")),
+                str(m.get("MessageID", "")),
             )
-        return mails
+            for m in body["messages"]
+        ]
 
     async def queues(self) -> list[Queue]:
         url = f"{self.management_url}/api/queues/{quote(self.vhost, safe='')}"

@@ -224,7 +224,7 @@ def test_external_mode_renders_no_bundled_backing_services(
     docs = rendered["production"]
     assert of_kind(docs, "StatefulSet") == []
     names = {d["metadata"]["name"] for d in docs}
-    for backing in ("postgresql", "redis", "rabbitmq", "neo4j", "mailhog"):
+    for backing in ("postgresql", "redis", "rabbitmq", "neo4j", "mailpit"):
         assert f"t-murmur-{backing}" not in names
     # existingSecret: the chart renders no Secret and every reference points at the given one.
     assert of_kind(docs, "Secret") == []

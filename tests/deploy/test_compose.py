@@ -27,7 +27,7 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 SCHEMA = Path(__file__).parent / "schemas" / "compose_spec.json"
 APP_SERVICES = {"auth": 8001, "post": 8002, "network": 8003, "feed": 8004, "email": 8005}
 MIGRATIONS = {"auth-migrate", "post-migrate", "network-migrate"}
-BACKING = {"postgres", "redis", "rabbitmq", "neo4j", "mailhog"}
+BACKING = {"postgres", "redis", "rabbitmq", "neo4j", "mailpit"}
 PREFIX = {
     "auth": "AUTH_",
     "post": "POST_",
@@ -92,7 +92,7 @@ def test_all_parts_are_there(compose: dict[str, Any]) -> None:
     images = {name: svc.get("image", "") for name, svc in compose["services"].items()}
     assert images["neo4j"] == "neo4j:5.26-community"
     assert images["rabbitmq"] == "rabbitmq:3.10-management"
-    assert images["mailhog"].startswith("mailhog/mailhog")
+    assert images["mailpit"] == "axllent/mailpit:v1.33.1"
 
 
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -137,7 +137,7 @@ def test_services_run_their_own_module_with_prefixed_settings(compose: dict[str,
     assert "POST_DATABASE_URL" in compose["services"]["post"]["environment"]
     assert "NETWORK_NEO4J_PASSWORD" in compose["services"]["network"]["environment"]
     assert compose["services"]["feed"]["environment"]["FEED_POST_SERVICE_URL"] == "http://post:8002"
-    assert compose["services"]["email"]["environment"]["EMAIL_SMTP_HOST"] == "mailhog"
+    assert compose["services"]["email"]["environment"]["EMAIL_SMTP_HOST"] == "mailpit"
     for job in MIGRATIONS:
         assert compose["services"][job]["command"][-1] == "migrate"
 

@@ -20,7 +20,6 @@ import os
 import re
 import tomllib
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import httpx
@@ -28,9 +27,11 @@ import pytest
 
 from deploy.image.build import ROOT, Built, build, detect_engine, env_base_choice
 from deploy.image.containers import USER, ContainerPlatform
+from deploy.local.mailpit import MailpitServer
 from deploy.local.process import free_port
 from deploy.platform.runner import SERVICES
-from tests.e2e.journey import mail_to, two_people_journey
+from tests.e2e.journey import read_mail_from, two_people_journey
+from tests.support.mailpit import Mailpit
 from tests.support.platform import backing_from_fixtures
 
 # A cold build (base image from Debian packages, every dependency from PyPI) takes minutes on
@@ -57,11 +58,11 @@ async def containers(
     redis_server: Any,
     make_vhost: Any,
     neo4j: Any,
-    mailhog: Any,
+    mailpit: MailpitServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[ContainerPlatform]:
     backing = await backing_from_fixtures(
-        "image", make_database, redis_server, make_vhost, neo4j, mailhog
+        "image", make_database, redis_server, make_vhost, neo4j, mailpit
     )
     platform = ContainerPlatform(
         backing=backing,
@@ -90,12 +91,11 @@ def _inspect(platform: ContainerPlatform, service: str) -> dict[str, Any]:
 
 
 async def test_journey_through_the_gateway_to_the_containers(
-    containers: ContainerPlatform, mailhog: Any
+    containers: ContainerPlatform, inbox: Mailpit
 ) -> None:
     # Generous: a fresh Neo4j's first writes took over 30 s on this machine under heavy load.
     async with httpx.AsyncClient(base_url=containers.gateway_url, timeout=60.0) as gateway:
-        read_mail = partial(mail_to, mailhog.api_url)
-        await two_people_journey(gateway, read_mail, containers.gateway_url)
+        await two_people_journey(gateway, read_mail_from(inbox), containers.gateway_url)
 
 
 async def test_containers_run_as_the_chart_runs_them(containers: ContainerPlatform) -> None:

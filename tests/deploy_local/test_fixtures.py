@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
 
 import aio_pika
+import aiosmtplib
 import asyncpg
 import httpx
 import redis.asyncio
 
-from deploy.local.mailhog import MailHogServer
+from deploy.local.mailpit import MailpitServer
 from deploy.local.postgres import PostgresServer
 from deploy.local.rabbitmq import RabbitMQServer
 from deploy.local.redis_servers import RedisCluster
+from tests.support.mailpit import Mailpit
 
 
 async def test_make_database_gives_fresh_databases(
@@ -54,11 +58,34 @@ async def test_make_vhost_isolates(
     assert two.rsplit("/", 1)[1] not in vhosts
 
 
-async def test_mailhog_fixture(mailhog: MailHogServer) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"{mailhog.api_url}/api/v2/messages")
-    assert response.status_code == 200
-    assert {"total", "count", "start", "items"} <= response.json().keys()
+async def test_mailpit_fixture_catches_mail_sent_over_smtp(
+    mailpit: MailpitServer, inbox: Mailpit
+) -> None:
+    address = f"r{uuid.uuid4().hex[:12]}@example.org"
+    message = EmailMessage()
+    message["From"] = "Murmur <murmur@example.org>"
+    message["To"] = f"Alice <{address}>"
+    message["Subject"] = "Welcome"
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@murmur>"
+    message.set_content("Confirm: http://127.0.0.1:8080/verify?token=abc")
+    message.add_alternative(
+        "<p><a href='http://127.0.0.1:8080/verify?token=abc'>Confirm</a></p>", subtype="html"
+    )
+    await aiosmtplib.send(message, hostname=mailpit.smtp_host, port=mailpit.smtp_port)
+
+    [mail] = await inbox.wait_for(address)
+    assert mail.subject == "Welcome"
+    assert mail.to == [address]
+    assert mail.text.strip() == "Confirm: http://127.0.0.1:8080/verify?token=abc"
+    assert "<a href='http://127.0.0.1:8080/verify?token=abc'>" in mail.html
+    assert mail.header("message-id") == message["Message-ID"]
+    assert (mail.header("Content-Type") or "").startswith("multipart/alternative;")
+    # Mailpit's `to:` search matches substrings; the helper keeps exact recipients only.
+    assert await inbox.mails_to(address.removeprefix("r")) == []
+    assert await inbox.mails_to(address, subject="Other") == []
+
+    await inbox.clear()
+    assert await inbox.messages() == []
 
 
 async def test_redis_cluster_fixture(redis_cluster: RedisCluster) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.mailpit import MailpitServer
 from deploy.platform.runner import SERVICES, Platform
 from tests.support.platform import backing_from_fixtures
 
@@ -28,11 +29,11 @@ async def platform(
     redis_server: Any,
     make_vhost: Any,
     neo4j: Any,
-    mailhog: Any,
+    mailpit: MailpitServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
     backing = await backing_from_fixtures(
-        "e2e", make_database, redis_server, make_vhost, neo4j, mailhog
+        "e2e", make_database, redis_server, make_vhost, neo4j, mailpit
     )
     state: Path = tmp_path_factory.mktemp("platform")
     platform = Platform(

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.support.mailpit import Mailpit
+
 T = TypeVar("T")
 # (address, a word of the subject) -> the decoded body of the newest such mail, once it came.
 ReadMail = Callable[[str, str], Awaitable[str]]
@@ -34,21 +36,20 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
-async def mail_to(mail_api: str, address: str, subject_word: str) -> str:
-    """The decoded body of the newest mail to address whose subject contains subject_word."""
+def read_mail_from(inbox: Mailpit) -> ReadMail:
+    """A ReadMail over the development inbox: the text of the newest mail to an address whose
+    subject contains a word, once it has arrived."""
 
-    async def probe() -> str | None:
-        async with httpx.AsyncClient(base_url=mail_api) as client:
-            r = await client.get("/api/v2/search", params={"kind": "to", "query": address})
-            for item in r.json()["items"]:
-                subject = " ".join(item["Content"]["Headers"].get("Subject", []))
-                if subject_word.lower() in subject.lower():
-                    return str(item["Raw"]["Data"])
-        return None
+    async def read(address: str, subject_word: str) -> str:
+        async def probe() -> str | None:
+            for mail in await inbox.mails_to(address):
+                if subject_word.lower() in mail.subject.lower():
+                    return mail.text
+            return None
 
-    raw = await eventually(probe, f"{subject_word} mail to {address}")
-    # Undo quoted-printable soft line breaks and =3D so links can be read from the raw message.
-    return raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+        return await eventually(probe, f"{subject_word} mail to {address}", 30.0)
+
+    return read
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -18,7 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deploy.platform.runner import Platform
-from tests.e2e.test_journey import bearer, eventually, mail_to, register_and_verify
+from tests.e2e.test_journey import bearer, eventually, register_and_verify
+from tests.support.mailpit import Mailpit
 
 GUEST = ("guest", "guest")
 TOKEN_LINK = re.compile(r"/api/v1/auth/[a-z/-]+\?token=([A-Za-z0-9_\-\.%]+)")
@@ -65,12 +66,12 @@ async def patient_gateway(platform: Platform) -> AsyncIterator[httpx.AsyncClient
 
 
 async def test_deletion_is_final_under_concurrent_writers(
-    patient_gateway: httpx.AsyncClient, platform: Platform, mailhog: Any
+    patient_gateway: httpx.AsyncClient, platform: Platform, inbox: Mailpit
 ) -> None:
     gw = patient_gateway
     suffix = uuid.uuid4().hex[:8]
-    alice = await register_and_verify(gw, mailhog.api_url, platform, f"gone_{suffix}")
-    bob = await register_and_verify(gw, mailhog.api_url, platform, f"stays_{suffix}")
+    alice = await register_and_verify(gw, inbox, platform, f"gone_{suffix}")
+    bob = await register_and_verify(gw, inbox, platform, f"stays_{suffix}")
     token = alice["token"]
     r = await gw.post("/api/v1/posts", json={"content": "bob's post"}, headers=bearer(bob["token"]))
     assert r.status_code == 201, r.text
@@ -158,7 +159,7 @@ async def _queue_bodies(rabbitmq: Any, vhost: str, queue: str, requeue: bool) ->
 
 
 async def test_no_token_or_address_in_plain_text_in_logs_queues_or_outbox(
-    patient_gateway: httpx.AsyncClient, platform: Platform, mailhog: Any, rabbitmq: Any
+    patient_gateway: httpx.AsyncClient, platform: Platform, inbox: Mailpit, rabbitmq: Any
 ) -> None:
     gw = patient_gateway
     vhost = urlsplit(platform.backing.amqp_url).path.lstrip("/")
@@ -178,11 +179,13 @@ async def test_no_token_or_address_in_plain_text_in_logs_queues_or_outbox(
 
     name = f"leak_{uuid.uuid4().hex[:8]}"
     email = f"{name}@example.com"
-    await register_and_verify(gw, mailhog.api_url, platform, name)
-    verify_body = await mail_to(mailhog.api_url, email, "verif")
+    await register_and_verify(gw, inbox, platform, name)
+    [verify] = await inbox.wait_for(email, subject="Verify your email address")
     assert (await gw.post("/api/v1/auth/password-reset", json={"email": email})).status_code == 202
-    reset_body = await mail_to(mailhog.api_url, email, "reset")
-    secrets = [m.group(1) for m in (TOKEN_LINK.search(verify_body), TOKEN_LINK.search(reset_body))]
+    [reset] = await inbox.wait_for(email, subject="Reset your password")
+    links = [TOKEN_LINK.search(verify.text), TOKEN_LINK.search(reset.text)]
+    secrets = [m.group(1) for m in links if m is not None]
+    assert len(secrets) == 2, links
     assert all(len(s) >= 20 for s in secrets), secrets
 
     async def tapped() -> list[str] | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 
 from common.internal import INTERNAL_TOKEN_HEADER
 from deploy.platform.runner import Platform
-from tests.e2e.test_journey import bearer, register_and_verify
+from tests.e2e.journey import bearer, read_mail_from, register_and_verify
+from tests.support.mailpit import Mailpit
 
 LOGIN_IP_LIMIT = 60  # auth's default rate_login_ip, per minute
 
@@ -78,14 +78,14 @@ async def test_internal_apis_need_the_service_token(platform: Platform) -> None:
         assert routed.status_code == 404
 
 
-async def test_security_headers_through_the_gateway(platform: Platform, mailhog: Any) -> None:
+async def test_security_headers_through_the_gateway(platform: Platform, inbox: Mailpit) -> None:
     async with client_at(platform, "127.0.0.4") as gateway:  # 127.0.0.1's logins are used up
-        await _security_headers(gateway, platform, mailhog)
+        await _security_headers(gateway, platform, inbox)
 
 
-async def _security_headers(gateway: httpx.AsyncClient, platform: Platform, mailhog: Any) -> None:
+async def _security_headers(gateway: httpx.AsyncClient, platform: Platform, inbox: Mailpit) -> None:
     name = f"hdr_{uuid.uuid4().hex[:8]}"
-    user = await register_and_verify(gateway, mailhog.api_url, platform, name)
+    user = await register_and_verify(gateway, read_mail_from(inbox), platform.gateway_url, name)
     me = await gateway.get("/api/v1/me", headers=bearer(user["token"]))
     assert me.status_code == 200
     login = await gateway.post(

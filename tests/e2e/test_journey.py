@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 import httpx
 
 from deploy.platform.runner import Platform
-from tests.e2e.journey import mail_to, two_people_journey
+from tests.e2e.journey import read_mail_from, two_people_journey
+from tests.support.mailpit import Mailpit
 
 
 async def test_two_people_journey(
-    gateway: httpx.AsyncClient, platform: Platform, mailhog: Any
+    gateway: httpx.AsyncClient, platform: Platform, inbox: Mailpit
 ) -> None:
-    await two_people_journey(gateway, partial(mail_to, mailhog.api_url), platform.gateway_url)
+    await two_people_journey(gateway, read_mail_from(inbox), platform.gateway_url)

@@ -1,30 +1,29 @@
-"""email_service under test: the real consumer over RabbitMQ, sending to MailHog."""
+"""email_service under test: the real consumer over RabbitMQ, sending to Mailpit."""
 
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from email.message import EmailMessage
-from typing import Any, cast
+from typing import Any
 
-import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.messaging import Publisher
+from deploy.local.mailpit import MailpitServer
 from email_service.app import create_app
 from email_service.service.mailer import Mailer
 from email_service.settings import EmailSettings
 
 PUBLIC_BASE_URL = "http://gateway.test"
+# asgi-lifespan gives start-up 5 s; auth alone took 6 s on a 2-core machine at load 30.
+STARTUP_TIMEOUT_S = 60.0
 
 
 def unique_address() -> str:
@@ -32,13 +31,13 @@ def unique_address() -> str:
 
 
 @pytest.fixture
-def email_settings(redis_url: str, mailhog: Any) -> Callable[..., EmailSettings]:
+def email_settings(redis_url: str, mailpit: MailpitServer) -> Callable[..., EmailSettings]:
     def make(**overrides: Any) -> EmailSettings:
         values: dict[str, Any] = {
             "environment": "test",
             "redis_url": redis_url,
-            "smtp_host": mailhog.smtp_host,
-            "smtp_port": mailhog.smtp_port,
+            "smtp_host": mailpit.smtp_host,
+            "smtp_port": mailpit.smtp_port,
             "smtp_timeout_s": 3.0,
             "public_base_url": PUBLIC_BASE_URL,
             "key_prefix": f"test:email:{uuid.uuid4().hex}",
@@ -62,7 +61,7 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 15.0) ->
 async def running_email(settings: EmailSettings) -> AsyncIterator[FastAPI]:
     """The email app with its consumer connected (queue declared and bound)."""
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
         await wait_until(lambda: app.state.consumer.connection is not None)
         yield app
 
@@ -81,53 +80,11 @@ def envelope(payload: EventPayload) -> EventEnvelope:
     return make_envelope(payload, producer="auth")
 
 
-async def mails_to(api_url: str, address: str) -> list[EmailMessage]:
-    """Messages MailHog holds for ``address``, parsed from their raw source."""
-    async with httpx.AsyncClient(base_url=api_url) as client:
-        response = await client.get(
-            "/api/v2/search", params={"kind": "to", "query": address, "limit": 50}
-        )
-        response.raise_for_status()
-    return [
-        email.message_from_string(item["Raw"]["Data"], policy=email.policy.default)
-        for item in response.json()["items"]
-    ]
-
-
-async def wait_for_mail(
-    api_url: str, address: str, *, count: int = 1, subject: str | None = None, timeout: float = 30.0
-) -> list[EmailMessage]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [
-            m
-            for m in await mails_to(api_url, address)
-            if subject is None or m["Subject"] == subject
-        ]
-        if len(found) >= count:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{count} mail(s) to {address} ({subject}) did not arrive")
-        await asyncio.sleep(0.1)
-
-
-def text_body(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return cast(str, part.get_content())
-
-
-def html_body(message: EmailMessage) -> str:
-    part = message.get_body(("html",))
-    assert part is not None
-    return cast(str, part.get_content())
-
-
 @asynccontextmanager
 async def running_mailer(settings: EmailSettings) -> AsyncIterator[Mailer]:
     """The app's mailer alone (no consumer), for driving the at-most-once rule directly."""
     app = create_app(settings.model_copy(update={"run_workers": False}))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
         yield app.state.mailer
 
 

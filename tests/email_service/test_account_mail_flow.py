@@ -1,4 +1,4 @@
-"""End to end: auth's outbox relay -> RabbitMQ -> email consumer -> MailHog -> link -> auth."""
+"""End to end: auth's outbox relay -> RabbitMQ -> email consumer -> Mailpit -> link -> auth."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from tests.auth_service.conftest import (  # the fixtures are used by name below
 )
 from tests.email_service.conftest import (
     PUBLIC_BASE_URL,
+    STARTUP_TIMEOUT_S,
     captured_logs,
     running_email,
-    text_body,
-    wait_for_mail,
 )
+from tests.support.mailpit import Mail, Mailpit
 
 MakeVhost = Callable[[str], Awaitable[str]]
 LINK = re.compile(re.escape(PUBLIC_BASE_URL) + r"(/api/v1/auth/[a-z/-]+\?token=[A-Za-z0-9_\-%]+)")
@@ -43,14 +43,14 @@ async def murmur_mail(
     """auth (with its relay) and email (with its consumer) on one fresh vhost."""
     async with running_email(email_settings(amqp_url=amqp)):
         app = create_auth_app(make_auth(amqp_url=amqp, run_workers=True, relay_poll_interval_s=0.2))
-        async with LifespanManager(app):
+        async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
             transport = httpx.ASGITransport(app=app, client=(random_ip(), 1))
             async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as c:
                 yield c
 
 
-def link_in(mail: Any) -> str:
-    match = LINK.search(text_body(mail))
+def link_in(mail: Mail) -> str:
+    match = LINK.search(mail.text)
     assert match, "no link to the gateway in the mail"
     return match.group(1)
 
@@ -59,17 +59,15 @@ async def test_register_then_verify_through_the_mailed_link(
     make_vhost: MakeVhost,
     auth_settings: Callable[..., Any],  # noqa: F811
     email_settings: Callable[..., EmailSettings],
-    mailhog: Any,
+    inbox: Mailpit,
 ) -> None:
     amqp = await make_vhost("flow")
     async with murmur_mail(amqp, auth_settings, email_settings) as client:
         # Installed after the apps are built (building one reconfigures the root logger).
         with captured_logs() as logs:
             user = await register(client, display_name="Flow Tester")
-            [mail] = await wait_for_mail(
-                mailhog.api_url, user["email"], subject="Verify your email address"
-            )
-            await wait_for_mail(mailhog.api_url, user["email"], subject="Welcome to Murmur")
+            [mail] = await inbox.wait_for(user["email"], subject="Verify your email address")
+            await inbox.wait_for(user["email"], subject="Welcome to Murmur")
             path = link_in(mail)
             token = parse_qs(urlsplit(path).query)["token"][0]
             page = await client.get(path)
@@ -87,7 +85,7 @@ async def test_password_reset_through_the_mailed_link(
     make_vhost: MakeVhost,
     auth_settings: Callable[..., Any],  # noqa: F811
     email_settings: Callable[..., EmailSettings],
-    mailhog: Any,
+    inbox: Mailpit,
 ) -> None:
     amqp = await make_vhost("flow")
     async with murmur_mail(amqp, auth_settings, email_settings) as client:
@@ -99,9 +97,7 @@ async def test_password_reset_through_the_mailed_link(
                 "/api/v1/auth/password-reset", json={"email": user["email"]}
             )
             assert response.status_code == 202
-            [mail] = await wait_for_mail(
-                mailhog.api_url, user["email"], subject="Reset your password"
-            )
+            [mail] = await inbox.wait_for(user["email"], subject="Reset your password")
             path = link_in(mail)
             token = parse_qs(urlsplit(path).query)["token"][0]
             assert (await client.get(path)).status_code == 200  # the form page

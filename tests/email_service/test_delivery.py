@@ -6,7 +6,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aio_pika
 
@@ -17,21 +16,19 @@ from common.events import (
     UserVerificationRequested,
 )
 from common.ids import new_id
+from deploy.local.mailpit import MailpitServer
 from email_service.settings import EmailSettings
 from tests.email_service.conftest import (
     PUBLIC_BASE_URL,
     captured_logs,
     envelope,
-    html_body,
-    mails_to,
     publisher,
     running_email,
     running_mailer,
-    text_body,
     unique_address,
-    wait_for_mail,
     wait_until,
 )
+from tests.support.mailpit import Mailpit
 from tests.support.sealing import sealed
 
 MakeVhost = Callable[[str], Awaitable[str]]
@@ -48,7 +45,7 @@ def verification(
 
 
 async def test_verification_mail_is_multipart_with_a_stable_message_id(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], inbox: Mailpit
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
@@ -56,18 +53,18 @@ async def test_verification_mail_is_multipart_with_a_stable_message_id(
     event = envelope(verification(address, token=token))
     async with running_email(email_settings(amqp_url=amqp)), publisher(amqp) as publish:
         await publish(event)
-        [mail] = await wait_for_mail(mailhog.api_url, address)
-    assert mail["Message-ID"] == f"<{event.id}@murmur>"
-    assert mail["To"] == address
-    assert mail["Subject"] == "Verify your email address"
-    assert mail.get_content_type() == "multipart/alternative"
+        [mail] = await inbox.wait_for(address)
+    assert mail.header("Message-ID") == f"<{event.id}@murmur>"
+    assert mail.header("To") == address
+    assert mail.subject == "Verify your email address"
+    assert (mail.header("Content-Type") or "").startswith("multipart/alternative;")
     link = f"{PUBLIC_BASE_URL}/api/v1/auth/verify-email?token={token}"
-    assert link in text_body(mail)
-    assert f'href="{link}"' in html_body(mail)
+    assert link in mail.text
+    assert f'href="{link}"' in mail.html
 
 
 async def test_the_same_event_twice_sends_one_mail(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], inbox: Mailpit
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
@@ -82,14 +79,14 @@ async def test_the_same_event_twice_sends_one_mail(
         await publish(duplicate)
         await publish(duplicate)
         await publish(sentinel)
-        await wait_for_mail(mailhog.api_url, address, count=2)
+        await inbox.wait_for(address, count=2)
         await asyncio.sleep(0.5)  # not synchronisation: a late third mail would show up here
-    ids = sorted(m["Message-ID"] for m in await mails_to(mailhog.api_url, address))
+    ids = sorted(m.header("Message-ID") or "" for m in await inbox.mails_to(address))
     assert ids == sorted([f"<{duplicate.id}@murmur>", f"<{sentinel.id}@murmur>"])
 
 
 async def test_concurrent_duplicates_send_one_mail(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], inbox: Mailpit
 ) -> None:
     """Two workers handed the same event at once: one sends, the other backs off and skips."""
     amqp = await make_vhost("email")
@@ -106,7 +103,7 @@ async def test_concurrent_duplicates_send_one_mail(
         )
         sent = [r for r in results if r is None]
         assert len(sent) >= 1
-        await wait_for_mail(mailhog.api_url, address)
+        await inbox.wait_for(address)
         # The ones that backed off retry later, and then see the sent-log.
         for result in results:
             if result is not None:
@@ -114,27 +111,30 @@ async def test_concurrent_duplicates_send_one_mail(
                     event.id, user_id="u", email=address, username="a", token="t"
                 )
     await asyncio.sleep(0.3)
-    assert len(await mails_to(mailhog.api_url, address)) == 1
+    assert len(await inbox.mails_to(address)) == 1
 
 
 async def test_smtp_down_then_up_still_delivers(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost,
+    email_settings: Callable[..., EmailSettings],
+    mailpit: MailpitServer,
+    inbox: Mailpit,
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
-    mailhog.stop()
+    mailpit.stop()
     try:
         async with running_email(email_settings(amqp_url=amqp)) as app, publisher(amqp) as publish:
             with captured_logs() as logs:
                 await publish(envelope(verification(address)))
                 # A delivery attempt failed against the stopped server and was scheduled again.
                 await wait_until(lambda: logs.seen("event_retry_scheduled"))
-            mailhog.start()
-            await wait_for_mail(mailhog.api_url, address)
+            mailpit.start()
+            await inbox.wait_for(address)
             assert app.state.consumer.connection is not None
     finally:
-        if not _port_open(mailhog.smtp_host, mailhog.smtp_port):
-            mailhog.start()
+        if not _port_open(mailpit.smtp_host, mailpit.smtp_port):
+            mailpit.start()
 
 
 async def test_dead_letters_after_the_delivery_limit_without_leaking_the_token(
@@ -158,7 +158,7 @@ async def test_dead_letters_after_the_delivery_limit_without_leaking_the_token(
 
 
 async def test_deleted_user_is_forgotten(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], inbox: Mailpit
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
@@ -178,12 +178,12 @@ async def test_deleted_user_is_forgotten(
         # A sentinel for another user proves the queue got past the dropped mail.
         other = unique_address()
         await publish(envelope(verification(other)))
-        await wait_for_mail(mailhog.api_url, other)
-    assert await mails_to(mailhog.api_url, address) == []
+        await inbox.wait_for(other)
+    assert await inbox.mails_to(address) == []
 
 
 async def test_welcome_and_reset_mails(
-    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], mailhog: Any
+    make_vhost: MakeVhost, email_settings: Callable[..., EmailSettings], inbox: Mailpit
 ) -> None:
     amqp = await make_vhost("email")
     address = unique_address()
@@ -203,13 +203,13 @@ async def test_welcome_and_reset_mails(
                 )
             )
         )
-        mails = await wait_for_mail(mailhog.api_url, address, count=2)
-    by_subject = {m["Subject"]: m for m in mails}
+        mails = await inbox.wait_for(address, count=2)
+    by_subject = {m.subject: m for m in mails}
     welcome = by_subject["Welcome to Murmur"]
-    assert "Ada <b>L</b> & co" in text_body(welcome)  # plain text is not escaped
-    assert "Ada &lt;b&gt;L&lt;/b&gt; &amp; co" in html_body(welcome)  # HTML is
+    assert "Ada <b>L</b> & co" in welcome.text  # plain text is not escaped
+    assert "Ada &lt;b&gt;L&lt;/b&gt; &amp; co" in welcome.html  # HTML is
     reset = by_subject["Reset your password"]
-    assert f"{PUBLIC_BASE_URL}/api/v1/auth/password-reset/confirm?token=rtok" in text_body(reset)
+    assert f"{PUBLIC_BASE_URL}/api/v1/auth/password-reset/confirm?token=rtok" in reset.text
 
 
 def _closed_port() -> int:

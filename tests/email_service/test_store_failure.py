@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-from typing import Any
 
 import pytest
 
@@ -15,12 +14,11 @@ from deploy.local.redis_servers import RedisServer
 from email_service.settings import EmailSettings
 from tests.email_service.conftest import (
     envelope,
-    mails_to,
     publisher,
     running_email,
     unique_address,
-    wait_for_mail,
 )
+from tests.support.mailpit import Mailpit
 
 MakeVhost = Callable[[str], Awaitable[str]]
 
@@ -34,7 +32,7 @@ def redis_url(private_redis: RedisServer) -> str:
 async def test_redis_down_between_smtp_accept_and_the_sent_log_sends_one_mail(
     make_vhost: MakeVhost,
     email_settings: Callable[..., EmailSettings],
-    mailhog: Any,
+    inbox: Mailpit,
     private_redis: RedisServer,
 ) -> None:
     amqp = await make_vhost("email")
@@ -62,9 +60,9 @@ async def test_redis_down_between_smtp_accept_and_the_sent_log_sends_one_mail(
 
         smtp.send = send_then_lose_redis
         await publish(event)
-        await wait_for_mail(mailhog.api_url, address)
+        await inbox.wait_for(address)
         await restarted[0]
         # Longer than the claim's TTL plus every retry delay: a second mail would be here.
         await asyncio.sleep(8)
-    mails = await mails_to(mailhog.api_url, address)
-    assert [m["Message-ID"] for m in mails] == [f"<{event.id}@murmur>"]
+    mails = await inbox.mails_to(address)
+    assert [m.header("Message-ID") for m in mails] == [f"<{event.id}@murmur>"]

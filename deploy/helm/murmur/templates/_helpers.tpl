@@ -71,11 +71,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "murmur.smtpHost" -}}
-{{- if .Values.mailhog.bundled }}{{ include "murmur.componentName" (dict "root" . "component" "mailhog") }}{{ else }}{{ required "smtp.host is required when mailhog.bundled is false" .Values.smtp.host }}{{ end }}
+{{- if .Values.mailpit.bundled }}{{ include "murmur.componentName" (dict "root" . "component" "mailpit") }}{{ else }}{{ required "smtp.host is required when mailpit.bundled is false" .Values.smtp.host }}{{ end }}
 {{- end }}
 
 {{- define "murmur.smtpPort" -}}
-{{- if .Values.mailhog.bundled }}1025{{ else }}{{ .Values.smtp.port }}{{ end }}
+{{- if .Values.mailpit.bundled }}1025{{ else }}{{ .Values.smtp.port }}{{ end }}
 {{- end }}
 
 {{- define "murmur.serviceUrl" -}}
