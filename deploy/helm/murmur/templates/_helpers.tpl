@@ -96,9 +96,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $root := .root }}
 {{- $p := printf "%s_" (upper .component) }}
 {{- include "murmur.secretEnv" (dict "root" $root "name" (printf "%sAMQP_URL" $p) "key" "amqp-url") }}
-{{- if ne .component "network" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sREDIS_URL" $p) "key" "redis-url") }}
-{{- end }}
 {{- if eq .component "auth" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_DATABASE_URL" "key" "auth-database-url") }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_SIGNING_KEYS" "key" "signing-keys") }}
