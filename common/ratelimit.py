@@ -13,14 +13,20 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from common.errors import TooManyRequests, dependency_errors
+from common.errors import TooManyRequests
 from common.logging import get_logger
 from common.redis_client import connection_pool
 
 __all__ = ["ClientIP", "RateLimiter", "client_ip", "client_key"]
 
 log = get_logger(__name__)
+
+# What fail-open lets through; the rest (and, without fail_open, these too) reaches the
+# problem handlers, which answer 503 for a dependency that is down.
+_REDIS_DOWN = (OSError, RedisConnectionError, RedisTimeoutError)
 
 
 @lru_cache(maxsize=256)
@@ -95,7 +101,7 @@ class RateLimiter:
             if await self._limiter.hit(item, *identifiers):
                 return
             stats = await self._limiter.get_window_stats(item, *identifiers)
-        except dependency_errors() as exc:
+        except _REDIS_DOWN as exc:
             if not self._fail_open:
                 raise
             log.warning("ratelimit_unavailable", bucket=identifiers[0], error=type(exc).__name__)
