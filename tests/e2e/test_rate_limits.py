@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from deploy.platform.runner import Platform
-from tests.e2e.test_journey import PASSWORD, bearer, eventually
+from tests.e2e.journey import PASSWORD, bearer, eventually
 
 _prefix = uuid.uuid4().hex[:8]
 
