@@ -19,6 +19,7 @@ from common.health import postgres_check
 from common.messaging import Publisher
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
+from common.redis_client import connect_redis
 from common.security import StaticKeySource, TokenVerifier
 
 __all__ = ["create_app", "run_worker"]
@@ -59,7 +60,10 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
             limiter = RateLimiter(settings.redis_url, key_prefix=settings.ratelimit_key_prefix)
             stack.push_async_callback(limiter.close)
-            app.state.limits = AuthLimits(limiter, settings)
+            # The known-client markers of the login limits (auth_service.service.limits).
+            redis_client = connect_redis(settings.redis_url)
+            stack.push_async_callback(redis_client.aclose)
+            app.state.limits = AuthLimits(limiter, settings, redis_client)
 
             app.state.hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
             if getattr(app.state, "token_verifier", None) is None:

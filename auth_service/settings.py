@@ -34,12 +34,19 @@ class AuthSettings(ServiceSettings):
     # token and address in verification and reset events travel sealed (common.sealing).
     event_seal_keys: SecretStr = SecretStr(DEVELOPMENT_SEAL_KEY)
 
-    # Rate limits in `limits` notation.
-    rate_login_account: str = "10/minute"
+    # Rate limits in `limits` notation; an empty rule switches that limit off. The scheme and
+    # the reasons for each number are in docs/api-auth.md ("Rate limits").
     rate_login_ip: str = "60/minute"
+    rate_login_account_client: str = "10/15 minutes"
+    rate_login_account: str = "100/hour"
+    # How long a client (address, IPv6 /64) that signed in to an account stays exempt from the
+    # account-wide limit: as long as the refresh tokens it was given.
+    login_known_client_ttl_s: int = Field(30 * 24 * 3600, gt=0)
     rate_register_ip: str = "20/hour"
     rate_resend_verification: str = "3/hour"
+    rate_resend_verification_ip: str = "20/hour"
     rate_password_reset: str = "3/hour"  # noqa: S105 (a rate, not a secret)
+    rate_password_reset_ip: str = "20/hour"  # noqa: S105 (a rate, not a secret)
 
     ratelimit_key_prefix: str = "murmur:ratelimit:auth"
     relay_poll_interval_s: float = 1.0

@@ -13,12 +13,14 @@ from common.errors import dependency_errors
 from common.health import amqp_check, neo4j_check
 from common.logging import get_logger
 from common.messaging import Consumer, Publisher
+from common.ratelimit import RateLimiter
 from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
 from network_service.api import internal, public
 from network_service.events.handlers import UserEventHandlers
 from network_service.repository.driver import Graph, create_driver
 from network_service.repository.schema import ensure_schema
 from network_service.service.follows import PRODUCER, FollowService
+from network_service.service.limits import NetworkLimits
 from network_service.service.outbox_relay import Neo4jOutboxRelay
 from network_service.settings import NetworkSettings
 
@@ -109,7 +111,14 @@ def create_app(settings: NetworkSettings | None = None) -> FastAPI:
             app.state.token_verifier = TokenVerifier(
                 jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
-        async with _graph_lifespan(app, settings) as graph_db:
+        # Fail open: the limits curb abuse, and a follow does not otherwise need Redis, so a
+        # Redis outage must not stop following (and Redis is not part of readiness).
+        limiter = RateLimiter(
+            settings.redis_url, key_prefix=settings.ratelimit_key_prefix, fail_open=True
+        )
+        app.state.limits = NetworkLimits(limiter, settings)
+        async with contextlib.AsyncExitStack() as stack, _graph_lifespan(app, settings) as graph_db:
+            stack.push_async_callback(limiter.close)
             workers = Workers(settings, graph_db) if settings.run_workers else None
             app.state.graph = graph_db
             app.state.workers = workers

@@ -32,3 +32,11 @@ class NetworkSettings(ServiceSettings):
     outbox_batch_size: int = 200
     outbox_claim_ttl_s: float = 30.0
     consumer_prefetch: int = 32
+
+    # Rate limits of follow and unfollow (`limits` notation; an empty rule is no limit), kept
+    # in Redis: per user as Mastodon's follows family (400 a day), plus one bucket per client
+    # address. Numbers and reasons: docs/api-auth.md ("Rate limits").
+    redis_url: str = "redis://127.0.0.1:6379/5"
+    ratelimit_key_prefix: str = "murmur:ratelimit:network"
+    rate_follow_user: str = "400/day"
+    rate_write_ip: str = "3000/hour"

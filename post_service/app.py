@@ -16,11 +16,13 @@ from common.db import create_engine, session_factory
 from common.health import postgres_check
 from common.messaging import Consumer, Publisher
 from common.outbox import OutboxRelay
+from common.ratelimit import RateLimiter
 from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
 from post_service.api import internal, posts
 from post_service.events.handlers import CONSUMER, make_handlers
 from post_service.events.outbox import PRODUCER
 from post_service.repository.authors import AuthorRepository
+from post_service.service.limits import PostLimits
 from post_service.settings import PostSettings
 
 __all__ = ["Workers", "create_app", "deny_list", "run_workers"]
@@ -84,6 +86,12 @@ def create_app(settings: PostSettings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = session_factory(engine)
         app.state.readiness["postgres"] = postgres_check(engine)
+        # Fail open: the limits curb abuse, and a write does not otherwise need Redis, so a
+        # Redis outage must not stop posting (and Redis is not part of readiness).
+        limiter = RateLimiter(
+            settings.redis_url, key_prefix=settings.ratelimit_key_prefix, fail_open=True
+        )
+        app.state.limits = PostLimits(limiter, settings)
         jwks: JWKSClient | None = None
         if getattr(app.state, "token_verifier", None) is None:
             jwks = JWKSClient(settings.jwks_url)
@@ -103,6 +111,7 @@ def create_app(settings: PostSettings | None = None) -> FastAPI:
         finally:
             if jwks is not None:
                 await jwks.aclose()
+            await limiter.close()
             await engine.dispose()
 
     return create_service_app(

@@ -17,6 +17,16 @@ class PostSettings(ServiceSettings):
     run_workers: bool = True
     relay_poll_interval_s: float = 1.0
 
+    # Rate limits of the writes (`limits` notation; an empty rule is no limit), kept in Redis.
+    # Per user as Mastodon's statuses family (300 per 3 hours), plus one bucket per client
+    # address for all of them; the numbers and reasons are in docs/api-auth.md ("Rate limits").
+    redis_url: str = "redis://127.0.0.1:6379/4"
+    ratelimit_key_prefix: str = "murmur:ratelimit:post"
+    rate_post_user: str = "300/3 hours"
+    rate_comment_user: str = "300/3 hours"
+    rate_like_user: str = "1000/hour"
+    rate_write_ip: str = "3000/hour"
+
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
         if is_development_secret(self.database_url):

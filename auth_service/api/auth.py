@@ -40,25 +40,22 @@ async def register(
 
 @router.post("/login", response_model=TokenPair)
 async def login(
-    body: LoginRequest, service: AuthServiceDep, limits: LimitsDep, ip: ClientIP, response: Response
+    body: LoginRequest, service: AuthServiceDep, ip: ClientIP, response: Response
 ) -> TokenPair:
-    await limits.login(ip, body.login)
     response.headers.update(_NO_STORE)
-    return await service.login(body.login, body.password)
+    return await service.login(body.login, body.password, ip)
 
 
 @router.post("/token", response_model=TokenPair)
 async def token(
     form: Annotated[PasswordForm, Form()],
     service: AuthServiceDep,
-    limits: LimitsDep,
     ip: ClientIP,
     response: Response,
 ) -> TokenPair:
     """OAuth2 password flow (form fields ``username`` and ``password``), for the /docs UI."""
-    await limits.login(ip, form.username)
     response.headers.update(_NO_STORE)
-    return await service.login(form.username, form.password)
+    return await service.login(form.username, form.password, ip)
 
 
 @router.post("/refresh", response_model=TokenPair)
@@ -104,18 +101,22 @@ async def verify_email_link(
 
 @router.post("/resend-verification", status_code=status.HTTP_202_ACCEPTED)
 async def resend_verification(
-    claims: CurrentUser, users: UserServiceDep, service: AuthServiceDep, limits: LimitsDep
+    claims: CurrentUser,
+    users: UserServiceDep,
+    service: AuthServiceDep,
+    limits: LimitsDep,
+    ip: ClientIP,
 ) -> None:
+    await limits.resend_verification(ip, claims.sub)
     user = await users.get(claims.sub)
-    await limits.resend_verification(user.email)
     await service.resend_verification(user)
 
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def password_reset(
-    body: PasswordResetRequest, service: AuthServiceDep, limits: LimitsDep
+    body: PasswordResetRequest, service: AuthServiceDep, limits: LimitsDep, ip: ClientIP
 ) -> None:
-    await limits.password_reset(str(body.email))
+    await limits.password_reset(ip, str(body.email))
     await service.request_password_reset(str(body.email))
 
 

@@ -12,6 +12,7 @@ from auth_service.service.limits import AuthLimits
 from auth_service.service.users import UserService
 from common.db import SessionDep
 from common.errors import Unauthorized
+from common.ratelimit import ClientIP
 from common.security import AccessClaims
 from common.security import CurrentUser as VerifiedToken
 
@@ -27,7 +28,11 @@ __all__ = [
 async def auth_service(request: Request, session: SessionDep) -> AuthService:
     state = request.app.state
     return AuthService(
-        session=session, settings=state.settings, keys=state.keys, hasher=state.hasher
+        session=session,
+        settings=state.settings,
+        keys=state.keys,
+        hasher=state.hasher,
+        limits=state.limits,
     )
 
 
@@ -38,11 +43,6 @@ async def user_service(request: Request, session: SessionDep) -> UserService:
 async def limits(request: Request) -> AuthLimits:
     limits_: AuthLimits = request.app.state.limits
     return limits_
-
-
-async def client_ip(request: Request) -> str:
-    # Behind the gateway uvicorn's proxy-headers support has already put the real client here.
-    return request.client.host if request.client else "unknown"
 
 
 async def current_account(claims: VerifiedToken, session: SessionDep) -> AccessClaims:
@@ -58,4 +58,3 @@ CurrentUser = Annotated[AccessClaims, Depends(current_account)]
 AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
 UserServiceDep = Annotated[UserService, Depends(user_service)]
 LimitsDep = Annotated[AuthLimits, Depends(limits)]
-ClientIP = Annotated[str, Depends(client_ip)]

@@ -13,6 +13,7 @@ from auth_service.repository.tokens import OneTimeTokenRepository, RefreshTokenR
 from auth_service.repository.users import UserRepository
 from auth_service.schemas import RegisterRequest, TokenPair
 from auth_service.service.keys import KeyRing
+from auth_service.service.limits import AuthLimits
 from auth_service.service.passwords import PasswordHasher
 from auth_service.service.tokens import hash_token, new_opaque_token
 from auth_service.settings import AuthSettings
@@ -47,6 +48,7 @@ class AuthService:
     settings: AuthSettings
     keys: KeyRing
     hasher: PasswordHasher
+    limits: AuthLimits
 
     @property
     def users(self) -> UserRepository:
@@ -107,12 +109,18 @@ class AuthService:
 
     # -- login and tokens --------------------------------------------------------------------
 
-    async def login(self, login: str, password: str) -> TokenPair:
+    async def login(self, login: str, password: str, client_ip: str) -> TokenPair:
+        await self.limits.login_client(client_ip)
         user = await self.users.get_by_login(login)
+        # The account, not the spelling: username and email share one bucket. A login that
+        # names no account is limited the same way, so the limits do not tell the two apart.
+        account = user.id if user else f"login:{login.lower()}"
+        await self.limits.login_attempt(client_ip, account)
         # Always one bcrypt verification, against a dummy hash when there is no account.
         ok = await self.hasher.verify(password, user.password_hash if user else None)
         if user is None or not ok:
             raise Unauthorized(INVALID_CREDENTIALS)
+        await self.limits.login_succeeded(client_ip, account)
         log.info("user.logged_in", user_id=user.id)
         return await self._issue(user, family_id=new_id(), parent_id=None)
 

@@ -100,7 +100,7 @@ class Platform:
         specific: dict[str, str] = {}
         if service in b.database_urls:
             specific["DATABASE_URL"] = b.database_urls[service]
-        redis_db = {"auth": 1, "email": 2, "feed": 3}
+        redis_db = {"auth": 1, "email": 2, "feed": 3, "post": 4, "network": 5}
         if service in redis_db:
             specific["REDIS_URL"] = f"{b.redis_url}/{redis_db[service]}"
         if service == "network":

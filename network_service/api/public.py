@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from common.errors import problem_responses
 from common.pagination import Cursor, CursorId, CursorInt, Page, PageDep, PageParams, make_page
+from common.ratelimit import ClientIP
 from common.security import CurrentUser, OptionalUser
 from common.time import from_ms, to_ms
-from network_service.api.deps import FollowServiceDep, UserIdPath
+from network_service.api.deps import FollowServiceDep, LimitsDep, UserIdPath
 from network_service.models import FollowEdge
 from network_service.schemas import FollowListItem, Relationship, SuggestionItem, SuggestionList
 
@@ -20,6 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["follow graph"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"description": "Unknown user"}
 }
+_TOO_MANY = problem_responses(429)
 
 
 class EdgeCursor(Cursor):
@@ -59,9 +62,13 @@ def _page(edges: list[FollowEdge], limit: int) -> Page[FollowListItem]:
     responses={
         **_NOT_FOUND,
         status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Self-follow"},
+        **_TOO_MANY,
     },
 )
-async def follow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep) -> Response:
+async def follow(
+    user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep, limits: LimitsDep, ip: ClientIP
+) -> Response:
+    await limits.follow(me.sub, ip)
     await service.follow(follower_id=me.sub, follower_username=me.username, followee_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -70,8 +77,12 @@ async def follow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep
     "/me/following/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Unfollow a user (idempotent)",
+    responses=_TOO_MANY,
 )
-async def unfollow(user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep) -> Response:
+async def unfollow(
+    user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep, limits: LimitsDep, ip: ClientIP
+) -> Response:
+    await limits.follow(me.sub, ip)
     await service.unfollow(follower_id=me.sub, followee_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

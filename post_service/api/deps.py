@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 
 from common.db import SessionDep
 from common.text import StorableText
+from post_service.service.limits import PostLimits
 from post_service.service.posts import PostService
 
-__all__ = ["IdempotencyKey", "PostServiceDep"]
+__all__ = ["IdempotencyKey", "LimitsDep", "PostServiceDep"]
 
 
 async def get_post_service(session: SessionDep) -> PostService:
@@ -18,6 +19,14 @@ async def get_post_service(session: SessionDep) -> PostService:
 
 
 PostServiceDep = Annotated[PostService, Depends(get_post_service)]
+
+
+async def get_limits(request: Request) -> PostLimits:
+    limits: PostLimits = request.app.state.limits
+    return limits
+
+
+LimitsDep = Annotated[PostLimits, Depends(get_limits)]
 
 IdempotencyKey = Annotated[
     StorableText | None,

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from common.errors import Unprocessable, problem_responses
 from common.pagination import Page, PageDep
+from common.ratelimit import ClientIP
 from common.security import CurrentUser, OptionalUser
 from common.text import StorableText
-from post_service.api.deps import IdempotencyKey, PostServiceDep
+from post_service.api.deps import IdempotencyKey, LimitsDep, PostServiceDep
 from post_service.schemas import Comment, CommentCreate, Post, PostCreate, PostUpdate, UserSummary
 from post_service.service.cursors import RankCursor, TimeCursor
 
@@ -26,15 +27,18 @@ UserId = Annotated[StorableText, Path(min_length=1, max_length=64)]
 @router.post(
     "/posts",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 404, 422, 429),
     summary="Create a post",
 )
 async def create_post(
     body: PostCreate,
     user: CurrentUser,
     posts: PostServiceDep,
+    limits: LimitsDep,
+    ip: ClientIP,
     idempotency_key: IdempotencyKey = None,
 ) -> Post:
+    await limits.post(user.sub, ip)
     return await posts.create_post(user, body, idempotency_key)
 
 
@@ -105,10 +109,13 @@ async def user_timeline(
 @router.put(
     "/posts/{post_id}/like",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
     summary="Like a post (idempotent)",
 )
-async def like_post(post_id: PostId, user: CurrentUser, posts: PostServiceDep) -> Response:
+async def like_post(
+    post_id: PostId, user: CurrentUser, posts: PostServiceDep, limits: LimitsDep, ip: ClientIP
+) -> Response:
+    await limits.like(user.sub, ip)
     await posts.like(user, post_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -116,10 +123,13 @@ async def like_post(post_id: PostId, user: CurrentUser, posts: PostServiceDep) -
 @router.delete(
     "/posts/{post_id}/like",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
     summary="Remove a like (idempotent)",
 )
-async def unlike_post(post_id: PostId, user: CurrentUser, posts: PostServiceDep) -> Response:
+async def unlike_post(
+    post_id: PostId, user: CurrentUser, posts: PostServiceDep, limits: LimitsDep, ip: ClientIP
+) -> Response:
+    await limits.like(user.sub, ip)
     await posts.unlike(user, post_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -145,7 +155,7 @@ async def list_comments(post_id: PostId, posts: PostServiceDep, page: PageDep) -
 @router.post(
     "/posts/{post_id}/comments",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 404, 422, 429),
     summary="Comment on a post",
 )
 async def create_comment(
@@ -153,8 +163,11 @@ async def create_comment(
     body: CommentCreate,
     user: CurrentUser,
     posts: PostServiceDep,
+    limits: LimitsDep,
+    ip: ClientIP,
     idempotency_key: IdempotencyKey = None,
 ) -> Comment:
+    await limits.comment(user.sub, ip)
     return await posts.create_comment(user, post_id, body, idempotency_key)
 
 

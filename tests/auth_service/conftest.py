@@ -72,10 +72,13 @@ def auth_settings(
             "public_base_url": "http://gateway.test",
             "ratelimit_key_prefix": f"test:{uuid.uuid4().hex}",
             "rate_login_account": GENEROUS,
+            "rate_login_account_client": GENEROUS,
             "rate_login_ip": GENEROUS,
             "rate_register_ip": GENEROUS,
             "rate_resend_verification": GENEROUS,
+            "rate_resend_verification_ip": GENEROUS,
             "rate_password_reset": GENEROUS,
+            "rate_password_reset_ip": GENEROUS,
         }
         values.update(overrides)
         return AuthSettings(**values)

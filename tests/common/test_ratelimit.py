@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import redis.exceptions
 from fastapi import APIRouter, Request
 
 from common.app import create_app
 from common.errors import TooManyRequests
-from common.ratelimit import RateLimiter
+from common.ratelimit import RateLimiter, client_key
 from common.settings import ServiceSettings
 from tests.support.server import free_port
 
@@ -80,3 +81,38 @@ async def test_endpoint_answers_429_then_503_when_redis_is_down(redis_url: str) 
             assert int(down.headers["retry-after"]) > 0
     finally:
         await app.state.limiter.close()
+
+
+async def test_an_empty_rule_is_no_limit(limiter: RateLimiter) -> None:
+    who = uuid.uuid4().hex
+    for _ in range(5):
+        await limiter.hit("", "posts", who)
+    await limiter.reset("", "posts", who)
+
+
+async def test_fail_open_lets_hits_through_while_redis_is_down() -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    open_limiter = RateLimiter(down, fail_open=True)
+    closed_limiter = RateLimiter(down)
+    try:
+        await open_limiter.hit("1/minute", "posts", "alice")
+        await open_limiter.hit("1/minute", "posts", "alice")
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await closed_limiter.hit("1/minute", "login", "alice")
+    finally:
+        await open_limiter.close()
+        await closed_limiter.close()
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_client_key_groups_an_ipv6_64(ip: str, key: str) -> None:
+    assert client_key(ip) == key

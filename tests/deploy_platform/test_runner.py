@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.image.containers import ContainerPlatform
-from deploy.platform.runner import Backing, Platform, _alive, _terminate
+from deploy.platform.runner import SERVICES, Backing, Platform, _alive, _terminate
 
 BACKING = Backing(
     database_urls={"auth": "postgresql+asyncpg://u@h:1/a", "post": "postgresql+asyncpg://u@h:1/p"},
@@ -67,8 +67,8 @@ def test_env_for_prefixes_each_services_settings(tmp_path: Path) -> None:
     assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert key.stat().st_mode & 0o077 == 0  # the development key is private to its owner
     # Distinct Redis databases, so services never read each other's keys.
-    dbs = {platform.env_for(s)[f"{s.upper()}_REDIS_URL"] for s in ("auth", "email", "feed")}
-    assert len(dbs) == 3
+    dbs = {platform.env_for(s)[f"{s.upper()}_REDIS_URL"] for s in SERVICES}
+    assert len(dbs) == len(SERVICES)
 
 
 def test_container_env_is_the_settings_only_with_the_key_itself(

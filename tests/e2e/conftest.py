@@ -24,7 +24,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def platform_env() -> dict[str, str]:
+    """Extra environment of the module's platform; a test module overrides it (rate limits)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def platform(
+    platform_env: dict[str, str],
     make_database: Any,
     redis_server: Any,
     make_vhost: Any,
@@ -42,7 +49,7 @@ async def platform(
         ports={service: _free_port() for service in SERVICES},
         gateway_port=_free_port(),
         environment="test",
-        extra_env={"AUTH_BCRYPT_ROUNDS": "4"},
+        extra_env={"AUTH_BCRYPT_ROUNDS": "4", **platform_env},
     )
     try:
         await asyncio.to_thread(platform.start, 120.0)

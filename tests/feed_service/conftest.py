@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -253,6 +254,7 @@ async def post_app_url(
     make_vhost: Callable[[str], Awaitable[str]],
     tokens: TokenFactory,
     vhost: str,
+    redis_url: str,
 ) -> AsyncIterator[str]:
     database = await make_database("feedpost")
     await asyncio.to_thread(upgrade_post_db, database)
@@ -260,6 +262,8 @@ async def post_app_url(
         PostSettings(
             database_url=database,
             amqp_url=vhost,
+            redis_url=redis_url,
+            ratelimit_key_prefix=f"test:{uuid.uuid4().hex}",
             environment="test",
             run_workers=True,
             relay_poll_interval_s=0.05,

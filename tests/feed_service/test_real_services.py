@@ -5,6 +5,7 @@ loses everything read network_service's and post_service's internal APIs."""
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,9 @@ from tests.support.server import serve
 
 
 @pytest.fixture
-async def network_service_url(neo4j: Any, vhost: str, tokens: TokenFactory) -> AsyncIterator[str]:
+async def network_service_url(
+    neo4j: Any, vhost: str, redis_url: str, tokens: TokenFactory
+) -> AsyncIterator[str]:
     driver = AsyncGraphDatabase.driver(neo4j.bolt_uri, auth=None)
     async with driver.session(database="neo4j") as session:
         await (await session.run("MATCH (n) DETACH DELETE n")).consume()
@@ -31,6 +34,8 @@ async def network_service_url(neo4j: Any, vhost: str, tokens: TokenFactory) -> A
             environment="test",
             neo4j_uri=neo4j.bolt_uri,
             amqp_url=vhost,
+            redis_url=redis_url,
+            ratelimit_key_prefix=f"test:{uuid.uuid4().hex}",
             outbox_poll_interval_s=0.05,
         )
     )

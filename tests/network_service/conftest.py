@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -72,11 +73,16 @@ async def vhost_url(make_vhost: Callable[[str], Awaitable[str]]) -> str:
     return await make_vhost("network")
 
 
-def make_settings(neo4j_uri: str, amqp_url: str, **overrides: Any) -> NetworkSettings:
+def make_settings(
+    neo4j_uri: str, amqp_url: str, redis_url: str, **overrides: Any
+) -> NetworkSettings:
     values: dict[str, Any] = {
         "environment": "test",
         "neo4j_uri": neo4j_uri,
         "amqp_url": amqp_url,
+        "redis_url": redis_url,
+        # Fresh rate-limit buckets per app: every in-process client is 127.0.0.1.
+        "ratelimit_key_prefix": f"test:{uuid.uuid4().hex}",
         "outbox_poll_interval_s": 0.1,
         **overrides,
     }
@@ -112,9 +118,9 @@ async def running_app(
 
 @pytest.fixture
 async def network(
-    neo4j: Any, graph_driver: AsyncDriver, vhost_url: str, tokens: TokenFactory
+    neo4j: Any, graph_driver: AsyncDriver, vhost_url: str, redis_url: str, tokens: TokenFactory
 ) -> AsyncIterator[NetworkHarness]:
-    async with running_app(make_settings(neo4j.bolt_uri, vhost_url), tokens) as harness:
+    async with running_app(make_settings(neo4j.bolt_uri, vhost_url, redis_url), tokens) as harness:
         # The consumer declares its queue in the background; events published before that
         # would be unroutable.
         await eventually(_consumer_ready(harness.app), what="network consumer to declare its queue")

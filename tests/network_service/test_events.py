@@ -308,12 +308,13 @@ async def test_two_relays_publish_each_event_once(
     neo4j: Any,
     graph_driver: AsyncDriver,
     vhost_url: str,
+    redis_url: str,
     tokens: TokenFactory,
     bind_queue: BindQueue,
 ) -> None:
     queue = await bind_queue("user.followed")
     await seed_users(graph_driver, *(f"t{i}" for i in range(40)))
-    settings = make_settings(neo4j.bolt_uri, vhost_url, run_workers=False)
+    settings = make_settings(neo4j.bolt_uri, vhost_url, redis_url, run_workers=False)
     async with running_app(settings, tokens) as net:
         for i in range(40):
             await follow(net, f"fan{i % 4}", f"t{i}")

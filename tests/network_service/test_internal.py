@@ -158,10 +158,13 @@ def _closed_port() -> int:
     return port  # nothing listens once the socket is closed
 
 
-async def test_neo4j_down_gives_503_with_retry_after(vhost_url: str, tokens: TokenFactory) -> None:
+async def test_neo4j_down_gives_503_with_retry_after(
+    vhost_url: str, redis_url: str, tokens: TokenFactory
+) -> None:
     settings: NetworkSettings = make_settings(
         f"bolt://127.0.0.1:{_closed_port()}",
         vhost_url,
+        redis_url,
         run_workers=False,
         neo4j_max_retry_time_s=0.5,
         neo4j_connection_timeout_s=0.5,

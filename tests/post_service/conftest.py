@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,9 +120,12 @@ async def post_database(make_database: Callable[[str], Awaitable[str]]) -> str:
     return url
 
 
-def make_settings(database_url: str, **overrides: Any) -> PostSettings:
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> PostSettings:
     return PostSettings(
         database_url=database_url,
+        redis_url=redis_url,
+        # Fresh rate-limit buckets per app: every in-process client is 127.0.0.1.
+        ratelimit_key_prefix=f"test:{uuid.uuid4().hex}",
         environment="test",
         run_workers=overrides.pop("run_workers", False),
         **overrides,
@@ -129,8 +133,10 @@ def make_settings(database_url: str, **overrides: Any) -> PostSettings:
 
 
 @pytest.fixture
-async def post(post_database: str, tokens: TokenFactory) -> AsyncIterator[PostHarness]:
-    app = create_app(make_settings(post_database))
+async def post(
+    post_database: str, redis_url: str, tokens: TokenFactory
+) -> AsyncIterator[PostHarness]:
+    app = create_app(make_settings(post_database, redis_url))
     app.state.token_verifier = tokens.verifier()
     async with (
         LifespanManager(app) as manager,

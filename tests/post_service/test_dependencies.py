@@ -19,9 +19,9 @@ def _closed_port() -> int:
     return port
 
 
-async def test_database_down_gives_503(tokens: TokenFactory) -> None:
+async def test_database_down_gives_503(tokens: TokenFactory, redis_url: str) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/post"
-    app = create_app(make_settings(url))
+    app = create_app(make_settings(url, redis_url))
     app.state.token_verifier = tokens.verifier()
     token = tokens.mint("u-1", "alice")
     async with (

@@ -60,6 +60,7 @@ async def test_events_flow_through_rabbitmq(
     make_database: Callable[[str], Awaitable[str]],
     make_vhost: Callable[[str], Awaitable[str]],
     tokens: TokenFactory,
+    redis_url: str,
 ) -> None:
     from post_service.migrations import upgrade
 
@@ -76,7 +77,13 @@ async def test_events_flow_through_rabbitmq(
         await observed.bind(exchange, key)
 
     app = create_app(
-        make_settings(database_url, run_workers=True, amqp_url=amqp_url, relay_poll_interval_s=0.2)
+        make_settings(
+            database_url,
+            redis_url,
+            run_workers=True,
+            amqp_url=amqp_url,
+            relay_poll_interval_s=0.2,
+        )
     )
     app.state.token_verifier = tokens.verifier()
     publisher = Publisher(amqp_url, producer="auth")

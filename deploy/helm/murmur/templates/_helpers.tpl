@@ -97,9 +97,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $p := printf "%s_" (upper .component) }}
 {{- include "murmur.secretEnv" (dict "root" $root "name" (printf "%sAMQP_URL" $p) "key" "amqp-url") }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sINTERNAL_TOKEN" $p) "key" "internal-token") }}
-{{- if ne .component "network" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sREDIS_URL" $p) "key" "redis-url") }}
-{{- end }}
 {{- if eq .component "auth" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_DATABASE_URL" "key" "auth-database-url") }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_SIGNING_KEYS" "key" "signing-keys") }}
