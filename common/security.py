@@ -310,6 +310,13 @@ class DeletedUsers:
                 await self.refresh()
             except Exception as exc:  # any store failure: keep the last set
                 log.warning("deny_list_refresh_failed", error=type(exc).__name__)
+            # A cancellation that lands while the store client opens its first connection can
+            # be swallowed inside the client (seen with redis-py 7: the task stays
+            # "cancelling" and the loop went on, so a shutdown right after start-up hung until
+            # its timeout). Honour it here.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self.refresh_interval_s)
 
     def check(self, claims: AccessClaims) -> None:
