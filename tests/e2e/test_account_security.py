@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deploy.platform.runner import Platform
-from tests.e2e.test_journey import bearer, eventually, register_and_verify
+from tests.e2e.journey import bearer, eventually, read_mail_from, register_and_verify
 from tests.support.mailpit import Mailpit
 
 GUEST = ("guest", "guest")
@@ -70,8 +70,12 @@ async def test_deletion_is_final_under_concurrent_writers(
 ) -> None:
     gw = patient_gateway
     suffix = uuid.uuid4().hex[:8]
-    alice = await register_and_verify(gw, inbox, platform, f"gone_{suffix}")
-    bob = await register_and_verify(gw, inbox, platform, f"stays_{suffix}")
+    alice = await register_and_verify(
+        gw, read_mail_from(inbox), platform.gateway_url, f"gone_{suffix}"
+    )
+    bob = await register_and_verify(
+        gw, read_mail_from(inbox), platform.gateway_url, f"stays_{suffix}"
+    )
     token = alice["token"]
     r = await gw.post("/api/v1/posts", json={"content": "bob's post"}, headers=bearer(bob["token"]))
     assert r.status_code == 201, r.text
@@ -179,7 +183,7 @@ async def test_no_token_or_address_in_plain_text_in_logs_queues_or_outbox(
 
     name = f"leak_{uuid.uuid4().hex[:8]}"
     email = f"{name}@example.com"
-    await register_and_verify(gw, inbox, platform, name)
+    await register_and_verify(gw, read_mail_from(inbox), platform.gateway_url, name)
     [verify] = await inbox.wait_for(email, subject="Verify your email address")
     assert (await gw.post("/api/v1/auth/password-reset", json={"email": email})).status_code == 202
     [reset] = await inbox.wait_for(email, subject="Reset your password")
