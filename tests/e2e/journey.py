@@ -221,3 +221,19 @@ async def two_people_journey(gw: httpx.AsyncClient, read_mail: ReadMail, gateway
     await eventually(alice_gone_everywhere, "alice's account removed from every service")
     r = await gw.post("/api/v1/auth/login", json={"login": alice["username"], "password": PASSWORD})
     assert r.status_code == 401
+
+
+async def _main(gateway_url: str, mail_url: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as gw:
+        await two_people_journey(gw, read_mail_from(Mailpit(mail_url)), gateway_url)
+
+
+if __name__ == "__main__":
+    # The journey against a running platform (`make up`):
+    #   .venv/bin/python -m tests.e2e.journey [http://127.0.0.1:8080 [http://127.0.0.1:8025]]
+    import sys
+
+    gateway_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
+    mail_url = sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:8025"
+    asyncio.run(_main(gateway_url, mail_url))
+    print(f"journey passed against {gateway_url}")
