@@ -30,7 +30,11 @@ SERVICE = "auth"
 @asynccontextmanager
 async def _outbox_relay(settings: AuthSettings, engine_url: str) -> AsyncIterator[OutboxRelay]:
     engine = create_engine(engine_url)
-    publisher = Publisher(settings.amqp_url.get_secret_value(), producer=SERVICE)
+    publisher = Publisher(
+        settings.amqp_url.get_secret_value(),
+        producer=SERVICE,
+        await_consumer_queues=settings.relay_awaits_consumer_queues,
+    )
     relay = OutboxRelay(
         engine,
         publisher,

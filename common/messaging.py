@@ -183,10 +183,6 @@ async def declare_topology(
 
     exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     dlx = await channel.declare_exchange(DLX, aio_pika.ExchangeType.DIRECT, durable=True)
-    dead_queue = await channel.declare_queue(
-        dead, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await dead_queue.bind(dlx, routing_key=dead)
     queue = await channel.declare_queue(
         main,
         durable=True,
@@ -214,6 +210,13 @@ async def declare_topology(
                 **safe_dead_lettering,
             },
         )
+    # Declared last, after the bindings: its existence tells a relay that this service's queue
+    # receives every routing key (see Publisher's ``await_consumer_queues``). Nothing
+    # dead-letters before the consumer runs, so the dead queue can come last.
+    dead_queue = await channel.declare_queue(
+        dead, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_queue.bind(dlx, routing_key=dead)
     return queue
 
 
@@ -240,6 +243,14 @@ class Publisher:
     Connects lazily (so it can be created while RabbitMQ is down) and reconnects through
     aio-pika's robust connection. A publish that cannot be confirmed raises ConnectionError
     (a dependency-down error); one no queue is bound for raises :class:`UnroutableError`.
+
+    ``await_consumer_queues`` (outbox relays): a mandatory publish is only returned when *no*
+    queue is bound, so an event consumed by several services and published while one of them
+    has not declared its queue yet (a fresh deployment) would reach the others and be lost for
+    that one. With the flag, an event is published only once the topology of every service
+    that consumes its type (:func:`common.events.consumers_of`) is complete, else it raises
+    :class:`UnroutableError` and the relay keeps it and retries. Queues are durable, so a
+    service seen complete is not checked again by this process.
     """
 
     def __init__(
@@ -249,8 +260,11 @@ class Publisher:
         producer: str,
         publish_timeout: float = 10.0,
         reconnect_interval: float = 2.0,
+        await_consumer_queues: bool = False,
     ) -> None:
         self._url = amqp_url
+        self._await_consumers = await_consumer_queues
+        self._ready_services: set[str] = set()
         self._reconnect_interval = reconnect_interval
         self.producer = producer
         self._timeout = publish_timeout
@@ -285,6 +299,27 @@ class Publisher:
     def connection(self) -> AbstractRobustConnection | None:
         return self._connection
 
+    async def _missing_consumers(self, event_type: str) -> list[str]:
+        """Consumers of ``event_type`` whose topology is not complete yet (no dead queue,
+        which :func:`declare_topology` declares after the bindings)."""
+        assert self._connection is not None
+        missing: list[str] = []
+        for service in consumers_of(event_type):
+            if service in self._ready_services:
+                continue
+            # A passive declare of a missing queue closes its channel: one channel per check.
+            channel = await self._connection.channel()
+            try:
+                await channel.declare_queue(dead_queue_name(service), passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                missing.append(service)
+                continue
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            self._ready_services.add(service)
+        return missing
+
     async def publish(self, envelope: EventEnvelope) -> None:
         if self._exchange is None:
             await self.connect()
@@ -293,6 +328,13 @@ class Publisher:
         try:
             # The outer timeout also bounds waiting for a reconnecting robust channel.
             async with asyncio.timeout(self._timeout):
+                if self._await_consumers:
+                    missing = await self._missing_consumers(envelope.type)
+                    if missing:
+                        raise UnroutableError(
+                            f"event {envelope.type} {envelope.id} waits for the queues of"
+                            f" {', '.join(missing)}"
+                        )
                 await self._exchange.publish(
                     message, routing_key=envelope.type, mandatory=True, timeout=self._timeout
                 )

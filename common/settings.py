@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     # Shared by the services for /internal/* (common.internal); the default is refused in
     # production, where it comes from the chart's Secret.
     internal_token: SecretStr = SecretStr("changeme-internal-token")
+    # The outbox relay publishes an event only once every service consuming its type has
+    # declared its queue (a fresh deployment's routing race: common.messaging.Publisher).
+    # Off only in tests that watch events on a queue of their own without those services.
+    relay_awaits_consumer_queues: bool = True
 
     @field_validator("log_level")
     @classmethod

@@ -37,7 +37,9 @@ class Workers:
 
     def __init__(self, settings: NetworkSettings, graph_db: Graph) -> None:
         amqp_url = settings.amqp_url.get_secret_value()
-        self.publisher = Publisher(amqp_url, producer=PRODUCER)
+        self.publisher = Publisher(
+            amqp_url, producer=PRODUCER, await_consumer_queues=settings.relay_awaits_consumer_queues
+        )
         self.relay = Neo4jOutboxRelay(
             graph_db,
             self.publisher,

@@ -42,7 +42,9 @@ async def run_workers(
 ) -> AsyncIterator[Workers]:
     """The user.* consumer and the outbox relay, for as long as the context is open."""
     amqp_url = settings.amqp_url.get_secret_value()
-    publisher = Publisher(amqp_url, producer=PRODUCER)
+    publisher = Publisher(
+        amqp_url, producer=PRODUCER, await_consumer_queues=settings.relay_awaits_consumer_queues
+    )
     relay = OutboxRelay(
         engine,
         publisher,

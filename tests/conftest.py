@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -40,6 +41,13 @@ from tests.support.mailpit import Mailpit
 MakeDatabase = Callable[[str], Awaitable[str]]
 MakeVhost = Callable[[str], Awaitable[str]]
 _S = TypeVar("_S", bound=ManagedServer | RedisCluster)
+
+# Service tests watch events on queues of their own, without the services that consume them:
+# there the relay must not wait for those services' queues (common.messaging.Publisher,
+# ``await_consumer_queues``). Tests of that wait, and platforms started through
+# deploy.platform.runner, turn it back on explicitly.
+for _prefix in ("AUTH", "POST", "NETWORK"):
+    os.environ.setdefault(f"{_prefix}_RELAY_AWAITS_CONSUMER_QUEUES", "false")
 
 
 class _Servers:

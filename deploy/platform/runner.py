@@ -96,6 +96,9 @@ class Platform:
             # The gateway is the only proxy; its X-Forwarded-For is the client's address.
             "TRUSTED_PROXIES": "127.0.0.1",
             "INTERNAL_TOKEN": self._internal_token(),
+            # Production behaviour, whatever the caller's environment says (the test suite
+            # turns it off for its single-service tests).
+            "RELAY_AWAITS_CONSUMER_QUEUES": "true",
         }
         specific: dict[str, str] = {}
         if service in b.database_urls:

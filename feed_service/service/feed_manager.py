@@ -355,13 +355,19 @@ class FeedManager:
         return result[:count]
 
     async def read_entries(
-        self, user_id: str, limit: int, cursor: Cursor | None
+        self, user_id: str, limit: int, cursor: Cursor | None, shown: int = 0
     ) -> tuple[list[Entry], bool]:
         """Up to ``limit`` entries after ``cursor``, newest first, and whether more exist.
 
         Big accounts the reader follows are merged in from their author index with the same
-        keyset, so the result equals what full fan-out would have stored.
+        keyset, so the result equals what full fan-out would have stored: that includes the
+        cap. A fanned-out feed holds the newest ``feed_cap`` entries, but the feed plus the
+        author indexes hold up to ``feed_cap`` each, so one pass over the pages (``shown``
+        entries before this page, carried in the cursor) stops at ``feed_cap`` in all.
         """
+        limit = min(limit, self.settings.feed_cap - shown)
+        if limit <= 0:
+            return [], False
         sources = [keys.feed(user_id)]
         for author in await self.followed_big_authors(user_id):
             await self.ensure_author_index(author)
@@ -371,7 +377,8 @@ class FeedManager:
             for member, score in await self._range_after(key, cursor, limit + 1):
                 merged[member] = score
         ordered = sorted(merged.items(), key=_sort_key, reverse=True)
-        return ordered[:limit], len(ordered) > limit
+        more = len(ordered) > limit and shown + limit < self.settings.feed_cap
+        return ordered[:limit], more
 
     async def merge_own_recent(self, user_id: str, limit: int) -> None:
         """Read-your-own-writes: the reader's newest posts from post_service join their feed.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from common.pagination import Cursor as PageCursor
 from common.pagination import CursorId, CursorInt, encode_cursor
@@ -13,14 +15,17 @@ __all__ = ["FeedCursor", "FeedReader", "parse_cursor"]
 
 
 class FeedCursor(PageCursor):
-    """After (score, member) of the feed's sorted set: score is the post time in ms."""
+    """After (score, member) of the feed's sorted set: score is the post time in ms; ``n``
+    counts the entries the earlier pages showed (a pass stops at the cap; cursors issued
+    before it existed count from 0)."""
 
     s: CursorInt
     m: CursorId
+    n: Annotated[int, Field(ge=0, le=2**31)] = 0
 
 
-def parse_cursor(cursor: FeedCursor | None) -> Cursor | None:
-    return None if cursor is None else (cursor.s, cursor.m)
+def parse_cursor(cursor: FeedCursor | None) -> tuple[Cursor, int] | None:
+    return None if cursor is None else ((cursor.s, cursor.m), cursor.n)
 
 
 class FeedReader:
@@ -28,12 +33,15 @@ class FeedReader:
         self.feeds = feeds
         self.cache = cache
 
-    async def page(self, user_id: str, limit: int, cursor: Cursor | None) -> dict[str, Any]:
+    async def page(
+        self, user_id: str, limit: int, after: tuple[Cursor, int] | None
+    ) -> dict[str, Any]:
+        cursor, shown = after if after is not None else (None, 0)
         rebuilt = await self.feeds.ensure_feed(user_id)
         await self.feeds.touch(user_id)
         if cursor is None and not rebuilt:
             await self.feeds.merge_own_recent(user_id, limit)
-        entries, more = await self.feeds.read_entries(user_id, limit, cursor)
+        entries, more = await self.feeds.read_entries(user_id, limit, cursor, shown)
         hydrated = await self.cache.hydrate(entries, user_id)
         if hydrated.dropped:
             # Deleted posts found on the way out are pruned, so the next read is clean.
@@ -41,5 +49,5 @@ class FeedReader:
         next_cursor = None
         if more and entries:
             member, score = entries[-1]
-            next_cursor = encode_cursor({"s": score, "m": member})
+            next_cursor = encode_cursor({"s": score, "m": member, "n": shown + len(entries)})
         return {"items": hydrated.posts, "next_cursor": next_cursor}

@@ -159,3 +159,37 @@ async def test_a_rebuilt_feed_holds_the_posts_that_mention_its_reader(h: FeedHar
 
 async def _handled(h: FeedHarness, post_id: str) -> bool:
     return bool(await h.redis.exists(f"post:{{p:{post_id}}}"))
+
+
+async def test_a_hybrid_feed_is_cut_at_the_cap_like_a_fanned_out_one(
+    harness_factory: Any,
+) -> None:
+    # cap 3: full fan-out would keep the reader's newest 3 posts; with a big author merged in
+    # at read time the pages must stop at the same 3, not run on through both indexes.
+    h: FeedHarness = await harness_factory(feed_cap=3, hybrid_threshold=2)
+    alice, bob = await h.user("alice"), await h.user("bob")
+    fans = [await h.user(f"fan{n}") for n in range(3)]
+    reader = fans[0]
+    for fan in fans:
+        await h.feed_page(fan)
+        await h.follow(fan, alice)
+    await h.follow(reader, bob)
+
+    async def big() -> bool:
+        return bool(await h.redis.sismember("bigauthors", alice.id))
+
+    await eventually(big, timeout=20)  # 3 followers > 2
+    posted = []
+    for n in range(3):
+        posted.append(await h.post(bob, f"bob {n}"))
+        posted.append(await h.post(alice, f"alice {n}"))
+    newest = [p["id"] for p in reversed(posted)][:3]
+
+    async def sees_newest() -> bool:
+        return (await h.feed_ids(reader))[:1] == newest[:1]
+
+    await eventually(sees_newest, timeout=20)
+    assert await h.feed_ids(reader, limit=20) == newest
+    for limit in (1, 2, 3):
+        pages = await h.all_pages(reader, limit)
+        assert [i for page in pages for i in page] == newest, limit
