@@ -33,6 +33,7 @@ __all__ = [
     "Unprocessable",
     "dependency_errors",
     "install_problem_handlers",
+    "is_dependency_error",
     "problem_response",
     "problem_responses",
 ]
@@ -214,6 +215,10 @@ def _optional_classes() -> Iterator[type[Exception]]:
         yield asyncpg.ConnectionDoesNotExistError
         yield asyncpg.CannotConnectNowError
         yield asyncpg.TooManyConnectionsError
+        # A connection left mid-operation by a server that went away: "cannot switch to
+        # state 11; another operation (2) is in progress", "connection is closed".
+        yield asyncpg.InterfaceError
+        yield asyncpg.InternalClientError
     except ImportError:
         pass
     try:
@@ -230,6 +235,8 @@ def _optional_classes() -> Iterator[type[Exception]]:
 
         yield redis.exceptions.ConnectionError
         yield redis.exceptions.TimeoutError
+        yield redis.exceptions.ClusterDownError
+        yield redis.exceptions.TryAgainError
     except ImportError:
         pass
     try:
@@ -250,6 +257,7 @@ def _optional_classes() -> Iterator[type[Exception]]:
 
         yield neo4j.exceptions.ServiceUnavailable
         yield neo4j.exceptions.SessionExpired
+        yield neo4j.exceptions.TransientError
     except ImportError:
         pass
     try:
@@ -266,9 +274,57 @@ def _optional_classes() -> Iterator[type[Exception]]:
         pass
 
 
+_DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    *_optional_classes(),
+)
+
+
 def dependency_errors() -> tuple[type[Exception], ...]:
-    """Exceptions meaning "a dependency is down": answered 503 with Retry-After, never 500."""
-    return (OSError, ConnectionError, TimeoutError, *_optional_classes())
+    """Exceptions meaning "a dependency is down": answered 503 with Retry-After, never 500.
+
+    The one list of transient dependency errors: the consumers' retry
+    (``common.messaging.is_transient``) classifies with :func:`is_dependency_error` too.
+    """
+    return _DEPENDENCY_ERRORS
+
+
+def _wrapper_classes() -> Iterator[type[Exception]]:
+    """Exception classes that may carry a dependency error as their cause."""
+    try:
+        import sqlalchemy.exc
+
+        yield sqlalchemy.exc.DBAPIError
+    except ImportError:
+        pass
+
+
+def _connection_invalidated(exc: BaseException) -> bool:
+    try:
+        import sqlalchemy.exc
+    except ImportError:  # pragma: no cover - every service has SQLAlchemy
+        return False
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+def is_dependency_error(exc: BaseException) -> bool:
+    """Whether ``exc`` or an explicit cause of it means a dependency is down or unreachable.
+
+    Walks the ``__cause__`` chain: SQLAlchemy wraps the driver's error in its own classes
+    (asyncpg's InternalClientError arrives as ``sqlalchemy.exc.InternalError``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _DEPENDENCY_ERRORS) or _connection_invalidated(current):
+            return True
+        # Only explicit causes: an error raised while handling a ConnectionError is not
+        # itself about a dependency being down.
+        current = current.__cause__
+    return False
 
 
 async def _problem_error_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -314,6 +370,14 @@ async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
+async def _wrapped_dependency_handler(request: Request, exc: Exception) -> JSONResponse:
+    # SQLAlchemy's wrappers (DBAPIError, InternalError) say what failed only in their cause:
+    # asyncpg's CannotConnectNowError arrives as a bare DBAPIError.
+    if is_dependency_error(exc):
+        return await _dependency_down_handler(request, exc)
+    raise exc  # to UnhandledErrorMiddleware: a 500
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error response of ``app`` an RFC 9457 problem.
 
@@ -326,6 +390,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception_handler)
     for exc_class in dependency_errors():
         app.add_exception_handler(exc_class, _dependency_down_handler)
+    for wrapper in _wrapper_classes():
+        app.add_exception_handler(wrapper, _wrapped_dependency_handler)
 
 
 class UnhandledErrorMiddleware:

@@ -27,9 +27,6 @@ import aio_pika
 import aiormq.exceptions
 import asyncpg
 import httpx
-import neo4j.exceptions
-import redis.exceptions
-import sqlalchemy.exc
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -40,6 +37,7 @@ from aio_pika.abc import (
 )
 from redis.asyncio import Redis, RedisCluster
 
+from common.errors import is_dependency_error
 from common.events import (
     EVENT_TYPES,
     EventDecodeError,
@@ -106,28 +104,11 @@ def retry_queue_name(service: str, delay_ms: int) -> str:
     return f"{service}.events.retry.{delay_ms}"
 
 
-# Exceptions meaning "a dependency is down or busy": retrying later can succeed.
-_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+# Besides a dependency down (common.errors' one list): busy or a lost race, retrying can succeed.
+_RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
     TransientError,
-    OSError,  # ConnectionError, TimeoutError (asyncio's too), aiormq connection errors
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InterfaceError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.DisconnectionError,
-    sqlalchemy.exc.TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    neo4j.exceptions.ServiceUnavailable,
-    neo4j.exceptions.SessionExpired,
-    neo4j.exceptions.TransientError,
-    httpx.TransportError,
-    aiormq.exceptions.ChannelInvalidStateError,
 )
 
 
@@ -145,8 +126,8 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(current, PermanentError):
             return False
         if (
-            isinstance(current, _TRANSIENT_TYPES)
-            or (isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated)
+            isinstance(current, _RETRYABLE_TYPES)
+            or is_dependency_error(current)
             or (
                 isinstance(current, httpx.HTTPStatusError)
                 and (current.response.status_code >= 500 or current.response.status_code == 429)

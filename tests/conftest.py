@@ -108,6 +108,7 @@ _INSTALL_STEPS: dict[str, Callable[[], object]] = {
     "postgres": lambda: install.ensure_apt("postgresql"),
     "redis_server": lambda: install.ensure_apt("redis-server"),
     "redis_cluster": lambda: install.ensure_apt("redis-server"),
+    "private_postgres": lambda: install.ensure_apt("postgresql"),
     "private_redis": lambda: install.ensure_apt("redis-server"),
     "private_rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
@@ -160,6 +161,11 @@ def postgres(_servers: _Servers) -> PostgresServer:
 @pytest.fixture(scope="session")
 def make_database(postgres: PostgresServer) -> MakeDatabase:
     """`await make_database("auth")` -> SQLAlchemy URL of a fresh empty database."""
+    return database_maker(postgres)
+
+
+def database_maker(postgres: PostgresServer) -> MakeDatabase:
+    """A `make_database` on ``postgres`` (a module overrides the fixture with its own server)."""
     counter = itertools.count()
 
     async def make(prefix: str) -> str:
@@ -223,6 +229,14 @@ def make_vhost(rabbitmq: RabbitMQServer) -> MakeVhost:
 def private_redis(_servers: _Servers) -> Iterator[RedisServer]:
     """A Redis server of the test module's own, which its tests may stop and restart."""
     server = _servers.start(RedisServer(_servers.dir("redis-private"), free_port()))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_postgres(_servers: _Servers) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test module's own, which its tests may stop and restart."""
+    server = _servers.start(PostgresServer(_servers.dir("postgres-private"), free_port()))
     yield server
     server.stop()
 

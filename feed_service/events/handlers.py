@@ -26,6 +26,7 @@ from common.events import (
 )
 from common.time import to_ms
 from feed_service.repository import keys
+from feed_service.repository.sources import SourceNotFound
 from feed_service.service.fanout import FanoutPublisher
 from feed_service.service.feed_manager import Entry, FeedManager
 from feed_service.service.notifications import NotificationStore
@@ -142,8 +143,24 @@ class FeedEvents:
         await self._spread(event.post_id, "remove", followers, members=[member])
 
     # ------------------------------------------------------------------ graph
+    async def _follows_now(self, follower_id: str, followee_id: str) -> bool:
+        """Whether network_service's graph holds the follow now.
+
+        Events of one pair can arrive out of order: a follow whose handling failed (a source
+        down) comes back from a retry queue seconds later, after the unfollow that followed
+        it. Applied then, it would put the follower back in the follower replica for good,
+        and every later post of the followee into the feed. The graph commits before its
+        event is relayed, so the graph now is at least as new as the event handled.
+        """
+        try:
+            return followee_id in await self.feeds.network.followees(follower_id)
+        except SourceNotFound:
+            return False  # the follower is gone: its user.deleted takes everything back
+
     async def user_followed(self, envelope: EventEnvelope) -> None:
         event = UserFollowed.model_validate(envelope.data)
+        if not await self._follows_now(event.follower_id, event.followee_id):
+            return  # undone since: the unfollow's event is (or will be) handled
         await self.feeds.add_follow(event.follower_id, event.followee_id)
         if not await self._hybrid(event.followee_id):
             await self.feeds.merge(event.follower_id, event.followee_id)
@@ -153,6 +170,8 @@ class FeedEvents:
 
     async def user_unfollowed(self, envelope: EventEnvelope) -> None:
         event = UserUnfollowed.model_validate(envelope.data)
+        if await self._follows_now(event.follower_id, event.followee_id):
+            return  # followed again since: that newer follow is the state to keep
         await self.feeds.remove_follow(event.follower_id, event.followee_id)
         await self.feeds.unmerge(event.follower_id, event.followee_id)
         await self._hybrid(event.followee_id)  # may fall below the unmark level

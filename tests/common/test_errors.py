@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as redis
@@ -64,6 +65,24 @@ def build_app(max_body_bytes: int = 1_048_576) -> FastAPI:
     @router.get("/db-down")
     async def db_down() -> None:
         raise sqlalchemy.exc.OperationalError("SELECT 1", {}, OSError(SECRET_INTERNALS))
+
+    @router.get("/db-busy-connection")
+    async def db_busy_connection() -> None:
+        # What SQLAlchemy raises for asyncpg's error on a connection its server left mid-query.
+        cause = asyncpg.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        )
+        raise sqlalchemy.exc.InternalError("INSERT INTO authors", {}, cause) from cause
+
+    @router.get("/db-shutting-down")
+    async def db_shutting_down() -> None:
+        cause = asyncpg.CannotConnectNowError("the database system is shutting down")
+        raise sqlalchemy.exc.DBAPIError("SELECT 1", {}, cause) from cause
+
+    @router.get("/db-bug")
+    async def db_bug() -> None:
+        cause = ValueError(SECRET_INTERNALS)
+        raise sqlalchemy.exc.DBAPIError("SELECT 1", {}, cause) from cause
 
     @router.get("/http-down")
     async def http_down() -> None:
@@ -215,7 +234,14 @@ async def test_unexpected_error_is_500_without_internals(client: httpx.AsyncClie
     assert response.headers["x-correlation-id"] == "corr-500"
 
 
-@pytest.mark.parametrize("path", ["/redis-down", "/db-down", "/http-down"])
+async def test_a_wrapper_of_no_dependency_error_is_500(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/db-bug"), 500)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/redis-down", "/db-down", "/db-busy-connection", "/db-shutting-down", "/http-down"],
+)
 async def test_dependency_down_is_503_with_retry_after(
     client: httpx.AsyncClient, path: str
 ) -> None:

@@ -10,9 +10,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aio_pika
+import asyncpg
 import httpx
+import neo4j.exceptions
 import pytest
 import redis.asyncio as redis
+import redis.exceptions as redis_exceptions
 import sqlalchemy as sa
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -491,6 +494,16 @@ def _http_status(status: int) -> httpx.HTTPStatusError:
         (redis.ConnectionError("down"), True),
         (_chained(sa.exc.OperationalError("SELECT 1", {}, Exception()), OSError()), True),
         (_chained(RuntimeError("wrapped"), ConnectionResetError()), True),
+        (
+            _chained(
+                sa.exc.InternalError("INSERT INTO authors", {}, Exception()),
+                asyncpg.InternalClientError("cannot switch to state 11"),
+            ),
+            True,
+        ),
+        (neo4j.exceptions.SessionExpired("gone"), True),
+        (redis_exceptions.TryAgainError("resharding"), True),
+        (_chained(sa.exc.InternalError("SELECT 1", {}, Exception()), ValueError()), False),
         (_http_status(503), True),
         (_http_status(404), False),
         (PermanentError("never"), False),

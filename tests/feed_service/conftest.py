@@ -72,6 +72,17 @@ class Graph:
         return sorted(f for f, ees in self.follows.items() if user_id in ees)
 
 
+def commit_to_graph(graph: Graph, envelope: EventEnvelope) -> None:
+    """What network_service commits before it relays a follow event (feed_service checks
+    the graph when it handles one): for tests delivering graph events by hand."""
+    if envelope.type == UserFollowed.event_type:
+        followed = UserFollowed.model_validate(envelope.data)
+        graph.follows.setdefault(followed.follower_id, set()).add(followed.followee_id)
+    elif envelope.type == UserUnfollowed.event_type:
+        unfollowed = UserUnfollowed.model_validate(envelope.data)
+        graph.follows.setdefault(unfollowed.follower_id, set()).discard(unfollowed.followee_id)
+
+
 def network_stub(graph: Graph) -> FastAPI:
     app = FastAPI()
 

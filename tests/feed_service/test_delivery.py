@@ -26,7 +26,7 @@ from common.events import (
 )
 from common.ids import new_id
 from common.time import format_timestamp, utcnow
-from tests.feed_service.conftest import FeedHarness, User, eventually, flush
+from tests.feed_service.conftest import FeedHarness, User, commit_to_graph, eventually, flush
 
 
 def _env(payload: EventPayload) -> EventEnvelope:
@@ -34,6 +34,7 @@ def _env(payload: EventPayload) -> EventEnvelope:
 
 
 async def _deliver(h: FeedHarness, envelope: EventEnvelope, times: int = 1) -> None:
+    commit_to_graph(h.graph, envelope)
     handler = h.runtime.events.handlers()[envelope.type]
     if times == 1:
         await handler(envelope)

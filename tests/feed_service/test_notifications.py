@@ -13,11 +13,12 @@ import httpx
 from common.events import CommentCreated, PostCreated, PostLiked, UserFollowed, make_envelope
 from common.ids import new_id
 from common.time import utcnow
-from tests.feed_service.conftest import FeedHarness, User, eventually
+from tests.feed_service.conftest import FeedHarness, User, commit_to_graph, eventually
 
 
 async def _deliver(h: FeedHarness, payload: Any) -> None:
     envelope = make_envelope(payload, producer="test")
+    commit_to_graph(h.graph, envelope)
     await h.runtime.events.handlers()[envelope.type](envelope)
 
 
