@@ -3,9 +3,9 @@
 Marked `chaos`: `make chaos` runs it (`MURMUR_CHAOS=long`: more users and three passes of the
 faults; `make chaos-short` the short shape). It is not yet part of `make test`: its short run
 still fails on one open finding (posts that mention a reader missing from her feed after the
-faults; see docs/feed.md), and a red suite would hide every other result. The test starts its own backing servers and platform
-(`conftest.chaos_stack`) and drives everything through the gateway; the faults are listed in
-`ChaosStack.faults`, the checks in `tests.chaos.checks`.
+faults; see docs/feed.md), and a red suite would hide every other result. The test starts its
+own backing servers and platform (`conftest.chaos_stack`) and drives everything through the
+gateway; the faults are listed in `ChaosStack.faults`, the checks in `tests.chaos.checks`.
 """
 
 from __future__ import annotations
