@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 from deploy.local.mailpit import MailpitServer
 from deploy.platform.runner import SERVICES, Platform
 from tests.support.platform import backing_from_fixtures
+
+LIMITED = ("auth", "post", "network")  # the services with rate limits on Redis
 
 
 def _free_port() -> int:
@@ -43,13 +46,17 @@ async def platform(
         "e2e", make_database, redis_server, make_vhost, neo4j, mailpit
     )
     state: Path = tmp_path_factory.mktemp("platform")
+    # Every module's platform shares the session's Redis: its own rate-limit buckets, so one
+    # module's logins from 127.0.0.1 do not count against the next module's.
+    run = uuid.uuid4().hex[:12]
+    buckets = {f"{s.upper()}_RATELIMIT_KEY_PREFIX": f"e2e:{run}:{s}" for s in LIMITED}
     platform = Platform(
         backing=backing,
         state_dir=state,
         ports={service: _free_port() for service in SERVICES},
         gateway_port=_free_port(),
         environment="test",
-        extra_env={"AUTH_BCRYPT_ROUNDS": "4", **platform_env},
+        extra_env={"AUTH_BCRYPT_ROUNDS": "4", **buckets, **platform_env},
     )
     try:
         await asyncio.to_thread(platform.start, 120.0)

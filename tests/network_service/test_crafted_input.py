@@ -8,6 +8,7 @@ import httpx
 import pytest
 from neo4j import AsyncDriver
 
+from common.internal import internal_headers
 from tests.network_service.conftest import NetworkHarness
 
 pytestmark = pytest.mark.usefixtures("network")
@@ -63,6 +64,8 @@ async def test_forged_internal_cursor_is_422(
     await graph_driver.execute_query("MERGE (:User {id: 'me'})", database_="neo4j")
     for forged in ['{"a": 5}', '{"a": ""}', '{"b": "x"}']:
         response = await network.client.get(
-            "/internal/v1/users/me/followers", params={"cursor": raw_cursor(forged)}
+            "/internal/v1/users/me/followers",
+            params={"cursor": raw_cursor(forged)},
+            headers=internal_headers(network.app.state.settings),
         )
         assert_invalid_cursor(response)
