@@ -12,8 +12,8 @@ from tests.support.jwt import TokenFactory
 from tests.support.server import serve
 
 
-async def test_no_server_errors(post_database: str, tokens: TokenFactory) -> None:
-    app = create_app(make_settings(post_database))
+async def test_no_server_errors(post_database: str, redis_url: str, tokens: TokenFactory) -> None:
+    app = create_app(make_settings(post_database, redis_url))
     app.state.token_verifier = tokens.verifier()
     async with LifespanManager(app, startup_timeout=60), serve(app) as url:
         async with httpx.AsyncClient(base_url=url) as client:
