@@ -1,49 +1,27 @@
-"""Command line: ``python -m auth_service serve | worker | migrate``."""
+"""Command line: ``python -m auth_service serve | worker | migrate`` (``common.cli``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-import typer
-
+from auth_service.app import create_app, lifespan
 from auth_service.settings import AuthSettings
-
-cli = typer.Typer(add_completion=False, help="Murmur auth_service")
-
-
-@cli.command()
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8001,
-    forwarded_allow_ips: str | None = typer.Option(
-        None, help="Proxies trusted for X-Forwarded-For (default: AUTH_TRUSTED_PROXIES)"
-    ),
-) -> None:
-    """Run the HTTP API (and, unless AUTH_RUN_WORKERS=false, the outbox relay)."""
-    from auth_service.app import create_app
-    from common.server import run_http
-
-    run_http(create_app(), host=host, port=port, trusted_proxies=forwarded_allow_ips)
+from common.cli import service_cli
 
 
-@cli.command()
-def worker() -> None:
-    """Run the outbox relay only."""
-    from auth_service.app import run_worker
-    from common.logging import configure_logging
-
-    settings = AuthSettings()
-    configure_logging("auth_service", settings.log_level)
-    asyncio.run(run_worker(settings))
-
-
-@cli.command()
-def migrate() -> None:
-    """Upgrade the database schema to the latest revision."""
+def _migrate(settings: AuthSettings) -> str:
     from auth_service.migrations import upgrade
 
-    upgrade(AuthSettings().database_url.get_secret_value())
+    upgrade(settings.database_url.get_secret_value())
+    return ""
 
+
+cli = service_cli(
+    name="auth_service",
+    settings=AuthSettings,
+    create_app=create_app,
+    lifespan=lifespan,
+    default_port=8001,
+    migrate=_migrate,
+)
 
 if __name__ == "__main__":
     cli()

@@ -18,7 +18,6 @@ class AuthSettings(ServiceSettings):
 
     database_url: SecretStr = SecretStr("postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_auth")
     redis_url: str = "redis://127.0.0.1:6379/0"
-    run_workers: bool = True
 
     # Signing keys: one or more PEM private keys (Ed25519 or RSA >= 2048), the first one signs,
     # all of them are published in the JWK set so tokens signed before a rotation still verify.

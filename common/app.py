@@ -1,11 +1,20 @@
-"""``create_app``: every service's FastAPI app with logging, errors, health and metrics wired in."""
+"""``create_app``: every service's FastAPI app with logging, errors, health, metrics, token
+checks and background workers wired in.
+
+A service gives ``create_app`` a lifespan of the ``ServiceLifespan`` shape: given its settings
+and the process's ``Role`` it builds its clients and yields one ``Wiring`` (what goes on
+``app.state``, its readiness checks, its named background workers, where deleted accounts are
+kept). The same lifespan runs under ``serve`` (here) and ``worker`` (``common.cli``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,11 +36,61 @@ from common.errors import (
 )
 from common.health import ReadinessCheck
 from common.logging import CorrelationIdMiddleware, configure_logging, get_logger
+from common.security import (
+    DeletedUsers,
+    DeletedUsersLoader,
+    JWKSClient,
+    KeySource,
+    TokenVerifier,
+    deny_list_running,
+)
 from common.settings import ServiceSettings
+from common.workers import Worker, running
 
-__all__ = ["ReadinessCheck", "create_app"]
+__all__ = [
+    "SERVE",
+    "WORKER",
+    "ReadinessCheck",
+    "Role",
+    "ServiceLifespan",
+    "Wiring",
+    "create_app",
+]
 
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+@dataclass(frozen=True)
+class Role:
+    """What one process of a service does: answer HTTP, run the background workers, or both."""
+
+    http: bool
+    workers: bool
+
+
+SERVE = Role(http=True, workers=True)
+WORKER = Role(http=False, workers=True)
+
+
+@dataclass
+class Wiring:
+    """What a service's lifespan hands back, the same shape for every service.
+
+    ``state`` goes onto ``app.state`` (what the routes' dependencies read); ``readiness``
+    joins ``/readyz``; ``workers`` are started after the lifespan is entered and stopped
+    before it exits, so they may use its clients; ``deleted_since`` loads deleted accounts
+    for the token deny-list (HTTP only).
+    """
+
+    state: dict[str, Any] = field(default_factory=dict)
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    deleted_since: DeletedUsersLoader | None = None
+
+
+S = TypeVar("S", bound=ServiceSettings)
+# (settings, role) -> the service's clients for as long as the context is open.
+ServiceLifespan = Callable[[S, Role], AbstractAsyncContextManager[Wiring]]
+# The keys the token verifier checks signatures with; default: auth_service's JWK set.
+TokenKeys = Callable[[FastAPI], KeySource]
 
 _UNMATCHED_ROUTE = "<unmatched>"
 # Probes and scrapes arrive every few seconds: counted in metrics, kept out of the access log.
@@ -195,31 +254,69 @@ def _ops_router() -> APIRouter:
     return router
 
 
+async def _token_verifier(
+    app: FastAPI, settings: ServiceSettings, keys: TokenKeys | None, stack: AsyncExitStack
+) -> None:
+    # A verifier set before start-up (tests: their own signing key) is kept.
+    if getattr(app.state, "token_verifier", None) is not None:
+        return
+    if keys is None:
+        jwks = JWKSClient(settings.jwks_url)
+        stack.push_async_callback(jwks.aclose)
+        source: KeySource = jwks
+    else:
+        source = keys(app)
+    app.state.token_verifier = TokenVerifier(
+        source, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+
+
 def create_app(
     *,
     name: str,
-    settings: ServiceSettings,
+    settings: S,
     routers: Sequence[APIRouter],
-    lifespan: Lifespan | None = None,
+    lifespan: ServiceLifespan[S] | None = None,
+    verify_tokens: bool = True,
+    token_keys: TokenKeys | None = None,
     description: str = "",
     version: str = "1.0.0",
 ) -> FastAPI:
-    """A service app: its routers plus logging, problem errors, body limit, health and metrics.
+    """A service app: its routers plus logging, problem errors, body limit, health, metrics,
+    access-token checks and the service's lifespan.
 
-    ``lifespan`` creates the service's clients, stores them on ``app.state`` and registers
-    readiness checks in ``app.state.readiness``.
+    ``lifespan`` (see ``Wiring``) runs with ``Role(http=True, workers=settings.run_workers)``;
+    its workers run while the app does when ``settings.run_workers``. With ``verify_tokens``
+    the app checks access tokens against ``token_keys`` (default: the JWK set at
+    ``settings.jwks_url``) and, when the lifespan says where deleted accounts are kept, denies
+    their tokens.
     """
     configure_logging(name, settings.log_level)
+    role = Role(http=True, workers=settings.run_workers)
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("service_starting", version=version, environment=settings.environment)
-        if lifespan is None:
+        async with AsyncExitStack() as stack:
+            if verify_tokens:
+                await _token_verifier(app, settings, token_keys, stack)
+            if lifespan is not None:
+                wiring = await stack.enter_async_context(lifespan(settings, role))
+                for key, value in wiring.state.items():
+                    setattr(app.state, key, value)
+                app.state.readiness.update(wiring.readiness)
+                app.state.workers = wiring.workers
+                if verify_tokens and wiring.deleted_since is not None:
+                    deny_list = DeletedUsers(
+                        wiring.deleted_since,
+                        keep_s=settings.deny_list_keep_s,
+                        refresh_interval_s=settings.deny_list_refresh_s,
+                    )
+                    await stack.enter_async_context(deny_list_running(app.state, deny_list))
+                if role.workers:
+                    await stack.enter_async_context(running(wiring.workers))
+            log.info("service_started")
             yield
-        else:
-            async with lifespan(app):
-                log.info("service_started")
-                yield
         log.info("service_stopped")
 
     # The interactive docs and the schema list internal endpoints too: only where wanted.

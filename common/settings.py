@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
     readiness_timeout_s: float = 2.0
+    # ``serve`` also runs the service's background workers (consumers, outbox relay); false
+    # when ``python -m <service> worker`` runs them in a process of their own.
+    run_workers: bool = True
     # How long a deleted account's tokens stay denied: at least the longest access-token
     # lifetime (auth's access_token_ttl_s, 900 s) plus the verifier's leeway (30 s).
     deny_list_keep_s: float = 960.0

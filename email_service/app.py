@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.health import amqp_check, redis_check
 from common.messaging import Consumer
 from common.redis_client import connect_redis
 from common.sealing import sealer
+from common.workers import BackgroundTask
 from email_service.events.handlers import build_handlers
 from email_service.repository.store import MailStore
 from email_service.service.compose import Composer
@@ -21,7 +22,7 @@ from email_service.service.mailer import Mailer
 from email_service.service.smtp import SmtpSender
 from email_service.settings import EmailSettings
 
-__all__ = ["SERVICE", "build_mailer", "create_app", "run_worker"]
+__all__ = ["SERVICE", "build_consumer", "build_mailer", "create_app", "lifespan"]
 
 SERVICE = "email"
 
@@ -71,52 +72,31 @@ def build_consumer(settings: EmailSettings, mailer: Mailer) -> Consumer:
 
 
 @asynccontextmanager
-async def _running_consumer(settings: EmailSettings, mailer: Mailer) -> AsyncIterator[Consumer]:
-    consumer = build_consumer(settings, mailer)
-    # run_forever retries the connection while RabbitMQ is down instead of failing start-up.
-    task = asyncio.create_task(consumer.run_forever(), name="email-consumer")
-    try:
-        yield consumer
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+async def lifespan(settings: EmailSettings, role: Role) -> AsyncIterator[Wiring]:
+    """The mail store on Redis and the mailer; the consumer that sends mail is the worker."""
+    async with AsyncExitStack() as stack:
+        client = connect_redis(settings.redis_url)
+        stack.push_async_callback(client.aclose)
+        mailer = build_mailer(settings, client)
+        wiring = Wiring(state={"mailer": mailer}, readiness={"redis": redis_check(client)})
+        if role.workers:
+            consumer = build_consumer(settings, mailer)
+            wiring.state["consumer"] = consumer
+            # Consuming is this service's whole job: not ready without the broker.
+            wiring.readiness["rabbitmq"] = amqp_check(settings.amqp_url.get_secret_value())
+            # run_forever retries the connection while RabbitMQ is down instead of failing
+            # start-up.
+            wiring.workers["consumer"] = BackgroundTask("email-consumer", consumer.run_forever)
+        yield wiring
 
 
 def create_app(settings: EmailSettings | None = None) -> FastAPI:
-    settings = settings or EmailSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            client = connect_redis(settings.redis_url)
-            stack.push_async_callback(client.aclose)
-            mailer = build_mailer(settings, client)
-            app.state.mailer = mailer
-            app.state.readiness["redis"] = redis_check(client)
-            if settings.run_workers:
-                # Consuming is this service's whole job: not ready without the broker.
-                app.state.readiness["rabbitmq"] = amqp_check(settings.amqp_url.get_secret_value())
-                app.state.consumer = await stack.enter_async_context(
-                    _running_consumer(settings, mailer)
-                )
-            yield
-
-    app = create_service_app(
+    return create_service_app(
         name="email_service",
-        settings=settings,
+        settings=settings or EmailSettings(),
         routers=[],
         lifespan=lifespan,
+        # No endpoint takes a user's token.
+        verify_tokens=False,
         description="Sends account mail (welcome, verification, password reset) from events.",
     )
-    return app
-
-
-async def run_worker(settings: EmailSettings | None = None) -> None:
-    """The consumer alone, without HTTP (``python -m email_service worker``)."""
-    settings = settings or EmailSettings()
-    client = connect_redis(settings.redis_url)
-    try:
-        async with _running_consumer(settings, build_mailer(settings, client)):
-            await asyncio.Event().wait()
-    finally:
-        await client.aclose()

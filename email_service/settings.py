@@ -15,7 +15,6 @@ class EmailSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EMAIL_", extra="ignore", env_file=None)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    run_workers: bool = True
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025

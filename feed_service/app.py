@@ -4,23 +4,122 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.errors import problem_response
 from common.health import redis_check
+from common.internal import internal_headers
 from common.logging import get_logger
-from common.security import DeletedUsers, JWKSClient, TokenVerifier, deny_list_running
+from common.messaging import Consumer
+from common.workers import BackgroundTask
 from feed_service.api import feed, notifications
-from feed_service.runtime import open_runtime, run_workers
+from feed_service.events.handlers import CONSUMER, FeedEvents
+from feed_service.repository.redis import RedisClient, close_redis, connect_redis
+from feed_service.repository.sources import NetworkSource, PostSource, internal_client
+from feed_service.service.fanout import FanoutPublisher, FanoutWorker
+from feed_service.service.feed_manager import FeedManager
+from feed_service.service.notifications import NotificationStore
+from feed_service.service.post_cache import PostCache
+from feed_service.service.reader import FeedReader
 from feed_service.settings import FeedSettings
 
-__all__ = ["create_app"]
+__all__ = ["FeedRuntime", "create_app", "lifespan", "open_runtime"]
 
 _log = get_logger("feed_service.app")
+
+
+@dataclass
+class FeedRuntime:
+    """The clients and services one feed_service process uses (reconcile uses them too)."""
+
+    settings: FeedSettings
+    redis: RedisClient
+    feeds: FeedManager
+    cache: PostCache
+    notifications: NotificationStore
+    reader: FeedReader
+    fanout: FanoutPublisher
+    events: FeedEvents
+    fanout_workers: list[FanoutWorker] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
+    redis = connect_redis(
+        settings.redis_url, cluster=settings.redis_cluster, block_ms=settings.sse_block_ms
+    )
+    timeout_s = settings.internal_timeout_s
+    token = internal_headers(settings)
+    async with (
+        internal_client(settings.post_service_url, timeout_s=timeout_s, headers=token) as post_http,
+        internal_client(
+            settings.network_service_url, timeout_s=timeout_s, headers=token
+        ) as net_http,
+    ):
+        posts = PostSource(post_http)
+        feeds = FeedManager(redis, settings, posts, NetworkSource(net_http))
+        cache = PostCache(redis, settings, posts)
+        notifications = NotificationStore(redis, settings, cache)
+        fanout = FanoutPublisher(
+            settings.amqp_url.get_secret_value(), batch_size=settings.fanout_batch_size
+        )
+        runtime = FeedRuntime(
+            settings=settings,
+            redis=redis,
+            feeds=feeds,
+            cache=cache,
+            notifications=notifications,
+            reader=FeedReader(feeds, cache),
+            fanout=fanout,
+            events=FeedEvents(feeds, cache, notifications, fanout),
+        )
+        try:
+            yield runtime
+        finally:
+            await fanout.close()
+            await close_redis(redis)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(settings: FeedSettings, role: Role) -> AsyncIterator[Wiring]:
+    """The runtime (Redis, the post and network clients); the event consumer and the fan-out
+    workers."""
+    async with open_runtime(settings) as runtime:
+        wiring = Wiring(
+            state={
+                "runtime": runtime,
+                "feed_reader": runtime.reader,
+                "notifications": runtime.notifications,
+            },
+            readiness={"redis": redis_check(runtime.redis)},
+            deleted_since=runtime.cache.deleted_since,
+        )
+        if role.workers:
+            amqp_url = settings.amqp_url.get_secret_value()
+            consumer = Consumer(
+                amqp_url,
+                service=CONSUMER,
+                handlers=runtime.events.handlers(),
+                prefetch=settings.event_prefetch,
+            )
+            wiring.state["consumer"] = consumer
+            # run_forever retries while RabbitMQ is down, so the API starts regardless.
+            wiring.workers["consumer"] = BackgroundTask("feed-consumer", consumer.run_forever)
+            runtime.fanout_workers = [
+                FanoutWorker(
+                    amqp_url, runtime.feeds, prefetch=settings.fanout_prefetch, name=f"fanout-{i}"
+                )
+                for i in range(settings.fanout_workers)
+            ]
+            for worker in runtime.fanout_workers:
+                wiring.workers[worker.name] = BackgroundTask(worker.name, worker.run_forever)
+        yield wiring
 
 
 async def _source_failed(_: Request, exc: Exception) -> JSONResponse:
@@ -38,38 +137,9 @@ async def _source_failed(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: FeedSettings | None = None) -> FastAPI:
-    settings = settings or FeedSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        jwks: JWKSClient | None = None
-        if getattr(app.state, "token_verifier", None) is None:
-            jwks = JWKSClient(settings.jwks_url)
-            app.state.token_verifier = TokenVerifier(
-                jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-            )
-        try:
-            async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
-                app.state.runtime = runtime
-                app.state.feed_reader = runtime.reader
-                app.state.notifications = runtime.notifications
-                app.state.readiness["redis"] = redis_check(runtime.redis)
-                deny_list = DeletedUsers(
-                    runtime.cache.deleted_since,
-                    keep_s=settings.deny_list_keep_s,
-                    refresh_interval_s=settings.deny_list_refresh_s,
-                )
-                await stack.enter_async_context(deny_list_running(app.state, deny_list))
-                if settings.run_workers:
-                    app.state.consumer = await stack.enter_async_context(run_workers(runtime))
-                yield
-        finally:
-            if jwks is not None:
-                await jwks.aclose()
-
     app = create_service_app(
         name="feed_service",
-        settings=settings,
+        settings=settings or FeedSettings(),
         routers=[feed.router, notifications.router],
         lifespan=lifespan,
         description="Home feeds (hybrid fan-out on Redis) and notifications (SSE).",

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import typer
 
 from common.logging import configure_logging
+from feed_service.app import FeedRuntime, open_runtime
 from feed_service.repository import keys
 from feed_service.repository.sources import SourceNotFound
-from feed_service.runtime import FeedRuntime, open_runtime
 from feed_service.settings import FeedSettings
 
 __all__ = ["Report", "reconcile_user", "reconcile_users"]

@@ -20,7 +20,6 @@ class FeedSettings(ServiceSettings):
     internal_timeout_s: float = 5.0
     # Read-your-own-writes asks post_service for the reader's newest posts; keep it short.
     own_posts_timeout_s: float = 0.5
-    run_workers: bool = True
 
     feed_cap: int = 800
     fanout_batch_size: int = 1000

@@ -25,7 +25,6 @@ class NetworkSettings(ServiceSettings):
     # How long start-up waits for Neo4j to apply the schema before serving anyway (the schema
     # is then applied in the background as soon as Neo4j answers).
     neo4j_startup_wait_s: float = 30.0
-    run_workers: bool = True
     # Neo4j Community has no LISTEN/NOTIFY: the relay polls, and is also woken in-process
     # right after a commit that wrote an outbox node.
     outbox_poll_interval_s: float = 0.2

@@ -14,7 +14,6 @@ class PostSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POST_", extra="ignore", env_file=None)
 
     database_url: SecretStr = SecretStr("postgresql+asyncpg://murmur@127.0.0.1:5432/murmur_post")
-    run_workers: bool = True
     relay_poll_interval_s: float = 1.0
 
     # Rate limits of the writes (`limits` notation; an empty rule is no limit), kept in Redis.

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
-from common.app import create_app
+from common.app import Role, Wiring, create_app
 from common.errors import dependency_errors
 from common.health import http_check, redis_check
 from common.settings import ServiceSettings
@@ -30,14 +30,12 @@ def build(redis_url: str, *, events: list[str] | None = None, timeout_s: float =
         return {"id": item_id}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(settings: ServiceSettings, role: Role) -> AsyncIterator[Wiring]:
         client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-        app.state.redis = client
-        app.state.readiness["redis"] = redis_check(client)
         if events is not None:
             events.append("started")
         try:
-            yield
+            yield Wiring(state={"redis": client}, readiness={"redis": redis_check(client)})
         finally:
             await client.aclose()
             if events is not None:

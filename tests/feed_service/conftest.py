@@ -30,8 +30,7 @@ from common.events import (
 from common.ids import new_id
 from common.messaging import Publisher
 from common.time import utcnow
-from feed_service.app import create_app
-from feed_service.runtime import FeedRuntime
+from feed_service.app import FeedRuntime, create_app
 from feed_service.settings import FeedSettings
 from post_service.app import create_app as create_post_app
 from post_service.migrations import upgrade as upgrade_post_db

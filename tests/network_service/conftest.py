@@ -129,7 +129,7 @@ async def network(
 
 def _consumer_ready(app: FastAPI) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return app.state.workers.consumer.connection is not None
+        return app.state.consumer.connection is not None
 
     return check
 
