@@ -26,9 +26,9 @@ from tests.email_service.conftest import (
     running_email,
     running_mailer,
     unique_address,
-    wait_until,
 )
 from tests.support.mailpit import Mailpit
+from tests.support.polling import until
 from tests.support.sealing import sealed
 
 MakeVhost = Callable[[str], Awaitable[str]]
@@ -128,7 +128,7 @@ async def test_smtp_down_then_up_still_delivers(
             with captured_logs() as logs:
                 await publish(envelope(verification(address)))
                 # A delivery attempt failed against the stopped server and was scheduled again.
-                await wait_until(lambda: logs.seen("event_retry_scheduled"))
+                await until(lambda: logs.seen("event_retry_scheduled"))
             mailpit.start()
             await inbox.wait_for(address)
             assert app.state.consumer.connection is not None
