@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import httpx
@@ -10,13 +9,7 @@ import httpx
 from auth_service.app import create_app
 from auth_service.settings import AuthSettings
 from tests.auth_service.conftest import PASSWORD, running, unique
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from tests.support.server import free_port
 
 
 async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
@@ -50,7 +43,7 @@ async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
 async def test_redis_down_gives_503_with_retry_after(
     auth_settings: Callable[..., AuthSettings],
 ) -> None:
-    app = create_app(auth_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    app = create_app(auth_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with running(app) as client:
         name = unique()
         response = await client.post(
@@ -65,7 +58,7 @@ async def test_redis_down_gives_503_with_retry_after(
 
 
 async def test_postgres_down_gives_503(auth_settings: Callable[..., AuthSettings]) -> None:
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/nowhere"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
     app = create_app(auth_settings(database_url=url))
     async with running(app) as client:
         response = await client.get("/api/v1/users/by-username/someone")

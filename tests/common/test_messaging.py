@@ -43,23 +43,9 @@ from common.messaging import (
 )
 from common.outbox import mark_processed, processed_events_table, purge_processed
 from common.time import utcnow
+from tests.support.polling import eventually, until
 
 DEADLINE_S = 30.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
-
-
-def until(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check
 
 
 async def drain(
@@ -75,7 +61,7 @@ async def drain(
             got.append(message)
         return len(got) >= expected
 
-    await eventually(have_all, timeout)
+    await eventually(have_all, timeout=timeout)
     await asyncio.sleep(0.2)  # anything extra (a duplicate) has had time to arrive
     while (extra := await q.get(no_ack=True, fail=False)) is not None:
         got.append(extra)
@@ -201,7 +187,7 @@ async def test_poison_messages_are_dead_lettered_with_the_error_while_others_flo
     for i in range(5):
         await publisher.publish(make_envelope(post_created(f"ok-{i}"), producer="post"))
 
-    await eventually(until(lambda: len(handled) == 5))
+    await until(lambda: len(handled) == 5)
     assert handled == [f"ok-{i}" for i in range(5)]
 
     dead = await drain(amqp, dead_queue_name("svc"), 4)
@@ -243,7 +229,7 @@ async def test_transient_errors_are_retried_with_growing_delay_then_succeed(
         make_envelope(PostLiked(post_id="p", post_author_id="a", user_id="u"), producer="post")
     )
 
-    await eventually(until(lambda: len(attempts) == 3))
+    await until(lambda: len(attempts) == 3)
     first_delay, second_delay = attempts[1] - attempts[0], attempts[2] - attempts[1]
     assert first_delay >= 0.25
     assert second_delay >= 0.85
@@ -378,7 +364,7 @@ async def test_consumer_killed_before_ack_gets_the_message_again_and_applies_it_
     release.set()
 
     # The robust connection comes back and the broker redelivers the unacked message.
-    await eventually(until(lambda: len(deliveries) >= 2))
+    await until(lambda: len(deliveries) >= 2)
     assert set(deliveries) == {envelope.id}
     async with engine.connect() as conn:
         effects = (await conn.execute(sa.text("SELECT event_id FROM effects"))).scalars().all()
@@ -442,12 +428,12 @@ async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_
     consumer = Consumer(vhost_url, service="svc", handlers={"user.deleted": handle})
     task = asyncio.create_task(consumer.run_forever())
     try:
-        await eventually(until(lambda: consumer.running))
+        await until(lambda: consumer.running)
         first = make_envelope(UserDeleted(user_id="u1"), producer="auth", correlation_id="req-1")
         second = make_envelope(UserDeleted(user_id="u2"), producer="auth", correlation_id="req-2")
         await publisher.publish(first)
         await publisher.publish(second)
-        await eventually(until(lambda: len(seen) == 2))
+        await until(lambda: len(seen) == 2)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -39,17 +38,10 @@ from common.outbox import (
     processed_events_table,
 )
 from common.time import utcnow
+from tests.support.polling import eventually, until
 from tests.support.sealing import sealed
 
 DEADLINE_S = 60.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
 
 
 async def call(fn: Callable[[], Any]) -> None:
@@ -135,19 +127,12 @@ async def collect(
             got.append(message)
         return len(got) >= expected
 
-    await eventually(have_all, timeout)
+    await eventually(have_all, timeout=timeout)
     await asyncio.sleep(0.5)  # give a duplicate the chance to show up
     while (extra := await queue.get(no_ack=True, fail=False)) is not None:
         got.append(extra)
     await channel.close()
     return got
-
-
-def until(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return predicate()
-
-    return check
 
 
 def make_relay(db: Database, url: str, **kw: Any) -> tuple[OutboxRelay, Publisher]:
@@ -241,7 +226,7 @@ async def test_outbox_keeps_accepting_writes_while_rabbitmq_is_down_then_deliver
     await relay.start()
     try:
         before = await db.add_updates(3)
-        await eventually(until(lambda: len(received) == 3))
+        await until(lambda: len(received) == 3)
 
         await call(rabbitmq.stop)
         try:
@@ -251,7 +236,7 @@ async def test_outbox_keeps_accepting_writes_while_rabbitmq_is_down_then_deliver
         finally:
             await call(rabbitmq.start)
 
-        await eventually(until(lambda: len(received) >= 23))
+        await until(lambda: len(received) >= 23)
         await asyncio.sleep(1.0)  # a duplicate would arrive meanwhile
         assert received == before + during  # each exactly once, in order
         await eventually(lambda: _is_zero(db.pending()))
@@ -402,7 +387,7 @@ async def test_event_committed_before_its_consumer_queue_exists_is_delivered_onc
         assert await db.pending() == 2  # kept, not dropped
 
         await consumer.start()  # email_service starts late and declares its queue
-        await eventually(until(lambda: len(received) >= 2))
+        await until(lambda: len(received) >= 2)
         await eventually(lambda: _is_zero(db.pending()))
         await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
         assert received == [verification, reset]  # once each, in order

@@ -23,6 +23,7 @@ from deploy.gateway.render import GatewayConfig, nginx_command, render_nginx_con
 from deploy.gateway.routes import ROUTED_SERVICES, ROUTES, route_for
 from deploy.local.install import ensure_apt
 from tests.deploy.route_cases import NEAR_MISSES, ROUTED
+from tests.support.server import free_port
 
 
 def _path_only(url: str) -> str:
@@ -107,12 +108,6 @@ def _start_stub(name: str) -> Stub:
     return Stub(name, server, requests, release)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Gateway:
     url: str
@@ -140,7 +135,7 @@ def _run_nginx(upstreams: dict[str, str]) -> Iterator[Gateway]:
     # master runs as root, yet must write request bodies into the temp dirs.
     runtime_dir = Path(tempfile.mkdtemp(prefix="murmur-gw-"))
     runtime_dir.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     config = GatewayConfig(
         runtime_dir=str(runtime_dir),
         listen=f"127.0.0.1:{port}",
@@ -359,7 +354,7 @@ def test_stream_location_has_long_read_timeout(gateway: Gateway) -> None:
 
 
 def test_upstream_down_gives_503_problem_with_retry_after() -> None:
-    dead = f"127.0.0.1:{_free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     for gw in _run_nginx({name: dead for name in ROUTED_SERVICES}):
         response = httpx.get(f"{gw.url}/api/v1/posts", timeout=10)
         _assert_gateway_problem(response, 503)
@@ -418,7 +413,7 @@ def test_cli_renders_a_file(tmp_path: Path) -> None:
 @pytest.fixture
 def crashing_service() -> Iterator[str]:
     """The crashing service in its own process, as the real services run."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.deploy.crashing_service", str(port)],
         cwd=Path(__file__).resolve().parents[2],

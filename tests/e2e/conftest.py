@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,15 +14,9 @@ import pytest
 from deploy.local.mailpit import MailpitServer
 from deploy.platform.runner import SERVICES, Platform
 from tests.support.platform import backing_from_fixtures
+from tests.support.server import free_port
 
 LIMITED = ("auth", "post", "network")  # the services with rate limits on Redis
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +46,8 @@ async def platform(
     platform = Platform(
         backing=backing,
         state_dir=state,
-        ports={service: _free_port() for service in SERVICES},
-        gateway_port=_free_port(),
+        ports={service: free_port() for service in SERVICES},
+        gateway_port=free_port(),
         environment="test",
         extra_env={"AUTH_BCRYPT_ROUNDS": "4", **buckets, **platform_env},
     )

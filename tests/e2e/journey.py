@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
 
+from tests.support import polling
 from tests.support.mailpit import Mailpit
 
 T = TypeVar("T")
@@ -25,15 +25,11 @@ VERIFY_LINK = re.compile(r"(http://[^\s\"'<>]+/api/v1/auth/verify-email\?token=[
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 15.0
 ) -> T:
-    """Polls until probe returns something truthy (the platform is eventually consistent)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.2)
+    """Polls until probe returns something truthy (the platform is eventually consistent).
+
+    Every probe is a request through the gateway, so it polls less often than in-process
+    tests do: a faster loop would spend the client's rate-limit budget on waiting."""
+    return await polling.eventually(probe, what, timeout=timeout_s, interval=0.2)
 
 
 def read_mail_from(inbox: Mailpit) -> ReadMail:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,6 +18,7 @@ from deploy.local.mailpit import MailpitServer
 from email_service.app import create_app
 from email_service.service.mailer import Mailer
 from email_service.settings import EmailSettings
+from tests.support.polling import until
 
 PUBLIC_BASE_URL = "http://gateway.test"
 # asgi-lifespan gives start-up 5 s; auth alone took 6 s on a 2-core machine at load 30.
@@ -49,20 +48,12 @@ def email_settings(redis_url: str, mailpit: MailpitServer) -> Callable[..., Emai
     return make
 
 
-async def wait_until(predicate: Callable[[], bool], *, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
-
-
 @asynccontextmanager
 async def running_email(settings: EmailSettings) -> AsyncIterator[FastAPI]:
     """The email app with its consumer connected (queue declared and bound)."""
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S):
-        await wait_until(lambda: app.state.consumer.connection is not None)
+        await until(lambda: app.state.consumer.connection is not None)
         yield app
 
 

@@ -26,10 +26,11 @@ from tests.email_service.conftest import (
     running_email,
     running_mailer,
     unique_address,
-    wait_until,
 )
 from tests.support.mailpit import Mailpit
+from tests.support.polling import until
 from tests.support.sealing import sealed
+from tests.support.server import free_port
 
 MakeVhost = Callable[[str], Awaitable[str]]
 
@@ -128,7 +129,7 @@ async def test_smtp_down_then_up_still_delivers(
             with captured_logs() as logs:
                 await publish(envelope(verification(address)))
                 # A delivery attempt failed against the stopped server and was scheduled again.
-                await wait_until(lambda: logs.seen("event_retry_scheduled"))
+                await until(lambda: logs.seen("event_retry_scheduled"))
             mailpit.start()
             await inbox.wait_for(address)
             assert app.state.consumer.connection is not None
@@ -142,7 +143,7 @@ async def test_dead_letters_after_the_delivery_limit_without_leaking_the_token(
 ) -> None:
     amqp = await make_vhost("email")
     token = "secret-" + new_id()
-    closed_port = _closed_port()
+    closed_port = free_port()
     settings = email_settings(
         amqp_url=amqp, smtp_port=closed_port, delivery_limit=3, retry_delays_ms=[200]
     )
@@ -210,13 +211,6 @@ async def test_welcome_and_reset_mails(
     assert "Ada &lt;b&gt;L&lt;/b&gt; &amp; co" in welcome.html  # HTML is
     reset = by_subject["Reset your password"]
     assert f"{PUBLIC_BASE_URL}/api/v1/auth/password-reset/confirm?token=rtok" in reset.text
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -7,7 +7,6 @@ user.followed/unfollowed events network_service would)."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,28 +34,9 @@ from feed_service.settings import FeedSettings
 from post_service.app import create_app as create_post_app
 from post_service.migrations import upgrade as upgrade_post_db
 from post_service.settings import PostSettings
-from tests.support.jwt import TokenFactory
+from tests.support.jwt import TokenFactory, User
+from tests.support.polling import eventually
 from tests.support.server import serve
-
-T = Any
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.05
-) -> T:
-    """Poll ``check`` until it returns a truthy value (or stops raising AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -110,17 +90,6 @@ def network_stub(graph: Graph) -> FastAPI:
         return {"count": len(graph.followers(user_id))}
 
     return app
-
-
-@dataclass
-class User:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass

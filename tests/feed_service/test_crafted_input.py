@@ -11,10 +11,11 @@ import pytest
 from common.events import PostLiked
 from common.ids import new_id
 from feed_service.repository import keys
-from tests.feed_service.conftest import FeedHarness, User
+from tests.feed_service.conftest import FeedHarness
 
 # The notification tests' own helpers: events delivered straight to the handlers.
 from tests.feed_service.test_notifications import _deliver, _notes, _registered
+from tests.support.jwt import User
 
 TOO_BIG_ID = "99999999999999999999-0"  # 20 digits, past a Redis stream id's 64 bits
 

@@ -26,7 +26,9 @@ from common.events import (
 )
 from common.ids import new_id
 from common.time import format_timestamp, utcnow
-from tests.feed_service.conftest import FeedHarness, User, commit_to_graph, eventually, flush
+from tests.feed_service.conftest import FeedHarness, commit_to_graph, flush
+from tests.support.jwt import User
+from tests.support.polling import eventually
 
 
 def _env(payload: EventPayload) -> EventEnvelope:

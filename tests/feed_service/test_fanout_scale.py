@@ -16,7 +16,9 @@ from common.events import PostCreated, UserRegistered, make_envelope
 from common.ids import new_id
 from common.time import utcnow
 from feed_service.service.fanout import FanoutWorker
-from tests.feed_service.conftest import FeedHarness, User, eventually
+from tests.feed_service.conftest import FeedHarness
+from tests.support.jwt import User
+from tests.support.polling import eventually
 
 FOLLOWERS = 100_000
 INACTIVE_EVERY = 10  # every 10th follower has no built feed (idle): fan-out must skip it

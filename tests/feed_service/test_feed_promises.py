@@ -6,7 +6,8 @@ import functools
 import time
 from typing import Any
 
-from tests.feed_service.conftest import FeedHarness, eventually
+from tests.feed_service.conftest import FeedHarness
+from tests.support.polling import eventually
 
 
 async def test_read_your_own_writes_without_the_event(harness_factory: Any) -> None:
@@ -23,7 +24,7 @@ async def test_read_your_own_writes_without_the_event(harness_factory: Any) -> N
 
 async def _user_without_events(h: FeedHarness, name: str) -> Any:
     from common.ids import new_id
-    from tests.feed_service.conftest import User
+    from tests.support.jwt import User
 
     user_id = new_id()
     username = f"{name}_{user_id[-6:]}"

@@ -7,7 +7,8 @@ import asyncio
 
 from common.events import UserFollowed, UserUnfollowed
 from common.time import utcnow
-from tests.feed_service.conftest import FeedHarness, eventually
+from tests.feed_service.conftest import FeedHarness
+from tests.support.polling import eventually
 
 
 async def _in_feed(h: FeedHarness, reader_id: str, post_id: str) -> bool:

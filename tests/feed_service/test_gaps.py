@@ -8,7 +8,9 @@ from typing import Any
 from common.events import PostUpdated, make_envelope
 from common.ids import new_id
 from common.time import utcnow
-from tests.feed_service.conftest import FeedHarness, User, eventually, flush
+from tests.feed_service.conftest import FeedHarness, flush
+from tests.support.jwt import User
+from tests.support.polling import eventually
 
 
 async def _notification_types(h: FeedHarness, user: User) -> list[str]:

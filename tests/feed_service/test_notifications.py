@@ -13,7 +13,9 @@ import httpx
 from common.events import CommentCreated, PostCreated, PostLiked, UserFollowed, make_envelope
 from common.ids import new_id
 from common.time import utcnow
-from tests.feed_service.conftest import FeedHarness, User, commit_to_graph, eventually
+from tests.feed_service.conftest import FeedHarness, commit_to_graph
+from tests.support.jwt import User
+from tests.support.polling import eventually
 
 
 async def _deliver(h: FeedHarness, payload: Any) -> None:

@@ -16,8 +16,9 @@ from neo4j import AsyncGraphDatabase
 
 from network_service.app import create_app as create_network_app
 from network_service.settings import NetworkSettings
-from tests.feed_service.conftest import FeedHarness, User, eventually, flush
-from tests.support.jwt import TokenFactory
+from tests.feed_service.conftest import FeedHarness, flush
+from tests.support.jwt import TokenFactory, User
+from tests.support.polling import eventually
 from tests.support.server import serve
 
 

@@ -9,7 +9,8 @@ import sys
 
 from common.ids import new_id
 from feed_service.reconcile import reconcile_users
-from tests.feed_service.conftest import FeedHarness, eventually
+from tests.feed_service.conftest import FeedHarness
+from tests.support.polling import eventually
 
 
 async def test_reconcile_repairs_drift_and_reports_it(h: FeedHarness) -> None:

@@ -17,7 +17,9 @@ import pytest
 from deploy.local.rabbitmq import GUEST, RabbitMQServer
 from deploy.local.redis_servers import RedisServer
 from feed_service.service.fanout import FANOUT_QUEUE
-from tests.feed_service.conftest import FeedHarness, RedisTarget, User, eventually, flush
+from tests.feed_service.conftest import FeedHarness, RedisTarget, flush
+from tests.support.jwt import User
+from tests.support.polling import eventually
 
 
 @pytest.fixture

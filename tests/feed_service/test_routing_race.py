@@ -25,7 +25,8 @@ from tests.auth_service.conftest import (  # the fixtures are used by name below
     register,
     signing_factory,  # noqa: F401
 )
-from tests.feed_service.conftest import FeedHarness, eventually
+from tests.feed_service.conftest import FeedHarness
+from tests.support.polling import eventually
 
 
 async def test_a_user_registered_before_feed_service_first_started_reaches_its_replica(

@@ -23,21 +23,9 @@ from common.messaging import EXCHANGE, Publisher, UnroutableError
 from network_service.app import create_app
 from network_service.settings import NetworkSettings
 from tests.support.jwt import TokenFactory
+from tests.support.polling import eventually
 
 DEADLINE_S = 10.0
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE_S, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,12 @@ from tests.network_service.conftest import (
     assert_no_more,
     deliver,
     drain,
-    eventually,
     make_settings,
     running_app,
 )
 from tests.network_service.test_follow_api import follow, follows_count, seed_users
 from tests.support.jwt import TokenFactory
+from tests.support.polling import eventually
 
 Register = Callable[..., Awaitable[str]]
 BindQueue = Callable[..., Awaitable[AbstractQueue]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from tests.network_service.conftest import (
 )
 from tests.network_service.test_follow_api import follow, seed_users
 from tests.support.jwt import TokenFactory
+from tests.support.server import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -151,18 +151,11 @@ async def test_paging_100k_followers_is_fast(
     await clear_graph(graph_driver)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens once the socket is closed
-
-
 async def test_neo4j_down_gives_503_with_retry_after(
     vhost_url: str, redis_url: str, tokens: TokenFactory
 ) -> None:
     settings: NetworkSettings = make_settings(
-        f"bolt://127.0.0.1:{_closed_port()}",
+        f"bolt://127.0.0.1:{free_port()}",
         vhost_url,
         redis_url,
         run_workers=False,

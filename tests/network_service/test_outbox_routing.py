@@ -21,7 +21,8 @@ from common.time import utcnow
 from network_service.repository import outbox
 from network_service.repository.driver import Graph
 from network_service.service.outbox_relay import Neo4jOutboxRelay
-from tests.network_service.conftest import assert_no_more, drain, eventually
+from tests.network_service.conftest import assert_no_more, drain
+from tests.support.polling import eventually
 
 BindQueue = Callable[..., Awaitable[AbstractQueue]]
 

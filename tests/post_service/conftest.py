@@ -21,18 +21,7 @@ from post_service.events.handlers import make_handlers
 from post_service.migrations import upgrade
 from post_service.models import outbox
 from post_service.settings import PostSettings
-from tests.support.jwt import TokenFactory
-
-
-@dataclass
-class User:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+from tests.support.jwt import TokenFactory, User
 
 
 @dataclass

@@ -13,7 +13,8 @@ from collections import Counter
 from sqlalchemy import text
 
 from common.events import UserDeleted
-from tests.post_service.conftest import PostHarness, User
+from tests.post_service.conftest import PostHarness
+from tests.support.jwt import User
 
 ROUNDS = 5
 

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 from asgi_lifespan import LifespanManager
 
 from post_service.app import create_app
 from tests.post_service.conftest import make_settings
 from tests.support.jwt import TokenFactory
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.support.server import free_port
 
 
 async def test_database_down_gives_503(tokens: TokenFactory, redis_url: str) -> None:
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/post"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/post"
     app = create_app(make_settings(url, redis_url))
     app.state.token_verifier = tokens.verifier()
     token = tokens.mint("u-1", "alice")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.post_service.conftest import PostHarness, User
+from tests.post_service.conftest import PostHarness
+from tests.support.jwt import User
 
 
 async def _get(post: PostHarness, post_id: str, viewer: User | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
@@ -152,3 +153,16 @@ def _json(data: dict[str, Any]) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class User:
+    """A test user: its id, its username and an access token minted for it."""
+
+    id: str
+    username: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}

@@ -11,12 +11,8 @@ from typing import Literal
 import uvicorn
 from starlette.types import ASGIApp
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# One definition for the tree (the local runner picks its ports with it too).
+from deploy.local.process import free_port as free_port
 
 
 @asynccontextmanager
