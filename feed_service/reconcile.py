@@ -16,8 +16,8 @@ import typer
 
 from common.logging import configure_logging
 from feed_service.app import FeedRuntime, open_runtime
-from feed_service.repository import keys
 from feed_service.repository.sources import SourceNotFound
+from feed_service.service.feed_manager import entry_author, entry_refs
 from feed_service.settings import FeedSettings
 
 __all__ = ["Report", "reconcile_user", "reconcile_users"]
@@ -43,7 +43,7 @@ class Report:
 
 
 async def reconcile_user(runtime: FeedRuntime, user_id: str, report: Report) -> None:
-    feeds, redis = runtime.feeds, runtime.redis
+    feeds = runtime.feeds
     report.users += 1
     try:
         followees = set(await feeds.network.followees(user_id))
@@ -53,59 +53,43 @@ async def reconcile_user(runtime: FeedRuntime, user_id: str, report: Report) -> 
         report.details.append(f"{user_id}: account gone, feed data dropped")
         return
 
-    have_followers = set(await redis.smembers(keys.followers(user_id)))
-    if have_followers != followers or not await redis.exists(keys.followers_meta(user_id)):
-        fixed = len(have_followers ^ followers)
-        pipe = redis.pipeline(transaction=False)
-        pipe.delete(keys.followers(user_id))
-        if followers:
-            pipe.sadd(keys.followers(user_id), *followers)
-        pipe.set(keys.followers_meta(user_id), "1")
-        await pipe.execute()
-        report.followers_fixed += fixed
-        if fixed:
-            report.details.append(f"{user_id}: {fixed} follower replica entries fixed")
+    fixed = await feeds.sync_followers(user_id, followers)
+    report.followers_fixed += fixed
+    if fixed:
+        report.details.append(f"{user_id}: {fixed} follower replica entries fixed")
 
     if not await feeds.is_built(user_id):
         return  # an unbuilt feed is rebuilt from the sources on its next read anyway
 
-    have_followees = set(await redis.smembers(keys.following(user_id)))
-    if have_followees != followees:
-        fixed = len(have_followees ^ followees)
-        await redis.delete(keys.following(user_id))
-        if followees:
-            await redis.sadd(keys.following(user_id), *followees)
+    fixed = await feeds.sync_following(user_id, followees)
+    if fixed:
         report.followees_fixed += fixed
         report.details.append(f"{user_id}: {fixed} followee replica entries fixed")
 
-    rows = await redis.zrange(keys.feed(user_id), 0, -1, withscores=True)
-    current = {m: int(s) for m, s in rows}
+    current = await feeds.entries(user_id)
     allowed_authors = followees | {user_id}
-    suspicious = list(current)
+    refs = entry_refs(list(current.items()))
     existing: dict[str, list[str]] = {}
-    for start in range(0, len(suspicious), _BATCH):
-        ids = [keys.parse_entry(m)[0] for m in suspicious[start : start + _BATCH]]
+    for start in range(0, len(refs), _BATCH):
+        ids = [post_id for _m, post_id, _a in refs[start : start + _BATCH]]
         for post in await feeds.posts.batch(ids, None):
             existing[post["id"]] = [m["id"] for m in post.get("mentions") or []]
     extra = []
-    for member in current:
-        post_id, author_id = keys.parse_entry(member)
+    for member, post_id, author_id in refs:
         gone = post_id not in existing
         if gone or (author_id not in allowed_authors and user_id not in existing[post_id]):
             extra.append(member)
     if extra:
-        await redis.zrem(keys.feed(user_id), *extra)
+        await feeds.remove([user_id], extra)
         report.entries_removed += len(extra)
         report.details.append(f"{user_id}: removed {len(extra)} stale entries")
 
     cap = feeds.settings.feed_cap
-    authors = sorted(allowed_authors)
-    per_author = min(cap, max(20, 2 * cap // len(authors)))
-    big = set(await feeds.followed_big_authors(user_id))
+    big = set(await feeds.followed_big_authors(user_id)) - {user_id}
     expected = [
-        (keys.entry(pid, aid), ms)
-        for pid, aid, ms in await feeds.posts.recent(authors, per_author)
-        if aid not in big or aid == user_id
+        (member, ms)
+        for member, ms in await feeds.source_entries(sorted(allowed_authors))
+        if entry_author(member) not in big
     ]
     expected.sort(key=lambda e: (e[1], e[0]), reverse=True)
     expected = expected[:cap]
@@ -124,10 +108,7 @@ async def reconcile_user(runtime: FeedRuntime, user_id: str, report: Report) -> 
 
 
 async def _all_users(runtime: FeedRuntime) -> list[str]:
-    users = set()
-    async for key in runtime.redis.scan_iter(match="feedmeta:{u:*}", count=1000):
-        users.add(key[len("feedmeta:{u:") : -1])
-    return sorted(users)
+    return sorted({user_id async for user_id in runtime.feeds.built_users()})
 
 
 async def reconcile_users(

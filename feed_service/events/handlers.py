@@ -25,10 +25,9 @@ from common.events import (
     UserUpdated,
 )
 from common.time import to_ms
-from feed_service.repository import keys
 from feed_service.repository.sources import SourceNotFound
 from feed_service.service.fanout import FanoutPublisher
-from feed_service.service.feed_manager import Entry, FeedManager
+from feed_service.service.feed_manager import Entry, FeedManager, entry_post, make_entry
 from feed_service.service.notifications import NotificationStore
 from feed_service.service.post_cache import PostCache
 
@@ -94,7 +93,7 @@ class FeedEvents:
         if await self.cache.is_tombstoned(event.post_id):
             return  # deleted before we saw it: never show it
         await self.cache.store_created(event)
-        member, score = keys.entry(event.post_id, event.author_id), to_ms(event.created_at)
+        member, score = make_entry(event.post_id, event.author_id, to_ms(event.created_at))
         await self.feeds.record_post(event.author_id, member, score)
         mentioned = [m for m in dict.fromkeys(event.mention_ids) if m != event.author_id]
         # The author's own feed and mentioned users' feeds get it whatever the author's size.
@@ -136,7 +135,7 @@ class FeedEvents:
     async def post_deleted(self, envelope: EventEnvelope) -> None:
         event = PostDeleted.model_validate(envelope.data)
         mentioned = await self.cache.delete(event.post_id)
-        member = keys.entry(event.post_id, event.author_id)
+        member, _score = make_entry(event.post_id, event.author_id, 0)
         await self.feeds.forget_post(event.author_id, member)
         await self.feeds.remove([event.author_id, *mentioned], [member])
         followers = await self.feeds.followers(event.author_id)
@@ -183,8 +182,7 @@ class FeedEvents:
         # A new account's replicas are complete from the start: every later change arrives
         # as an event, so no rebuild from the sources is needed for them.
         await self.cache.mark_likes_tracked(event.user_id)
-        await self.feeds.redis.set(keys.followers_meta(event.user_id), "1", nx=True)
-        await self.feeds.redis.set(keys.author_posts_meta(event.user_id), "1", nx=True)
+        await self.feeds.start_account(event.user_id)
 
     async def user_updated(self, envelope: EventEnvelope) -> None:
         event = UserUpdated.model_validate(envelope.data)
@@ -196,9 +194,9 @@ class FeedEvents:
         # Tombstone first: reads drop the account's entries at once, wherever they still are.
         await self.cache.delete_user(user_id)
         members = [m for m, _s in await self.feeds.author_entries(user_id, 100_000)]
-        followers = sorted(await self.feeds.redis.smembers(keys.followers(user_id)))
+        followers = await self.feeds.known_followers(user_id)
         for member in members:
-            await self.cache.delete(keys.parse_entry(member)[0])
+            await self.cache.delete(entry_post(member))
         if members:
             await self._spread(f"user-{user_id}", "remove", followers, members=members)
         await self.feeds.drop_user(user_id)

@@ -15,6 +15,7 @@ __all__ = [
     "feed",
     "feed_lock",
     "feed_meta",
+    "feed_meta_pattern",
     "followers",
     "followers_meta",
     "following",
@@ -50,6 +51,12 @@ def feed(user_id: str) -> str:
 def feed_meta(user_id: str) -> str:
     """HASH marker: exists = feed built (possibly empty); ``last_read``; PTTL = idle time."""
     return f"feedmeta:{_u(user_id)}"
+
+
+def feed_meta_pattern() -> tuple[str, str]:
+    """(prefix, suffix) around the user id in every ``feed_meta`` key, for SCAN."""
+    prefix, _, suffix = feed_meta("\0").partition("\0")
+    return prefix, suffix
 
 
 def feed_lock(user_id: str) -> str:

@@ -10,7 +10,7 @@ its next read from network_service (followees) and post_service (recent posts).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from redis.exceptions import LockError
@@ -22,7 +22,15 @@ from feed_service.repository.redis import RedisClient
 from feed_service.repository.sources import NetworkSource, PostSource, SourceNotFound
 from feed_service.settings import FeedSettings
 
-__all__ = ["Cursor", "Entry", "FeedManager"]
+__all__ = [
+    "Cursor",
+    "Entry",
+    "FeedManager",
+    "entry_author",
+    "entry_post",
+    "entry_refs",
+    "make_entry",
+]
 
 Entry = tuple[str, int]
 """(member ``<post_id>:<author_id>``, score ms)."""
@@ -60,6 +68,26 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 def _sort_key(entry: Entry) -> tuple[int, str]:
     return entry[1], entry[0]
+
+
+def make_entry(post_id: str, author_id: str, created_ms: int) -> Entry:
+    """The feed entry of a post: callers never spell the member format themselves."""
+    return keys.entry(post_id, author_id), created_ms
+
+
+def entry_post(member: str) -> str:
+    """The post id of a feed member."""
+    return keys.parse_entry(member)[0]
+
+
+def entry_author(member: str) -> str:
+    """The author id of a feed member."""
+    return keys.parse_entry(member)[1]
+
+
+def entry_refs(entries: Sequence[Entry]) -> list[tuple[str, str, str]]:
+    """(member, post id, author id) of each entry, in order (for hydration)."""
+    return [(member, *keys.parse_entry(member)) for member, _score in entries]
 
 
 class FeedManager:
@@ -169,9 +197,7 @@ class FeedManager:
         if await self.redis.exists(keys.author_posts_meta(author_id)):
             return
         recent = await self.posts.recent([author_id], self.settings.feed_cap)
-        entries = await self.without_tombstones(
-            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent]
-        )
+        entries = await self.without_tombstones([make_entry(*row) for row in recent])
         pipe = self._pipeline()
         if entries:
             self._write(pipe, keys.author_posts(author_id), dict(entries), -1)
@@ -212,7 +238,45 @@ class FeedManager:
     async def followers(self, author_id: str) -> list[str]:
         """The author's followers, sorted (so fan-out batches are deterministic)."""
         await self.ensure_followers(author_id)
+        return await self.known_followers(author_id)
+
+    async def known_followers(self, author_id: str) -> list[str]:
+        """The follower replica as it is (not loaded when its marker is missing), sorted."""
         return sorted(await self.redis.smembers(keys.followers(author_id)))
+
+    async def start_account(self, user_id: str) -> None:
+        """A new account's follower set and author index are complete from the start: every
+        later change arrives as an event, so neither is ever loaded from the sources."""
+        pipe = self._pipeline()
+        pipe.set(keys.followers_meta(user_id), "1", nx=True)
+        pipe.set(keys.author_posts_meta(user_id), "1", nx=True)
+        await pipe.execute()
+
+    async def sync_followers(self, user_id: str, truth: set[str]) -> int:
+        """Make the follower replica equal ``truth`` (and complete); returns the ids fixed."""
+        have = set(await self.redis.smembers(keys.followers(user_id)))
+        if have == truth and await self.redis.exists(keys.followers_meta(user_id)):
+            return 0
+        pipe = self._pipeline()
+        pipe.delete(keys.followers(user_id))
+        if truth:
+            pipe.sadd(keys.followers(user_id), *truth)
+        pipe.set(keys.followers_meta(user_id), "1")
+        await pipe.execute()
+        return len(have ^ truth)
+
+    async def sync_following(self, user_id: str, truth: set[str]) -> int:
+        """Make the followee replica of a built feed equal ``truth``; returns the ids fixed."""
+        have = set(await self.redis.smembers(keys.following(user_id)))
+        if have == truth:
+            return 0
+        pipe = self._pipeline()
+        pipe.delete(keys.following(user_id))
+        if truth:
+            pipe.sadd(keys.following(user_id), *truth)
+            pipe.pexpire(keys.following(user_id), self.settings.idle_ttl_ms)
+        await pipe.execute()
+        return len(have ^ truth)
 
     async def follower_count(self, author_id: str) -> int:
         return int(await self.redis.scard(keys.followers(author_id)))
@@ -299,21 +363,35 @@ class FeedManager:
             pipe.sadd(keys.following(user_id), *followees)
             pipe.pexpire(keys.following(user_id), ttl)
         await pipe.execute()
-        authors = [user_id, *followees]
         cap = self.settings.feed_cap
-        per_author = min(cap, max(20, 2 * cap // len(authors)))
-        recent = await self.posts.recent(authors, per_author)
+        recent = await self.source_entries([user_id, *followees])
         # Posts mentioning the user reach its feed whoever wrote them (post.created puts them
         # there), so a rebuild brings them back too.
-        recent += await self.posts.mentioning(user_id, cap)
-        entries = await self.without_tombstones(
-            list(dict.fromkeys((keys.entry(pid, aid), ms) for pid, aid, ms in recent))
-        )
+        recent += [make_entry(*row) for row in await self.posts.mentioning(user_id, cap)]
+        entries = await self.without_tombstones(list(dict.fromkeys(recent)))
         entries.sort(key=_sort_key, reverse=True)
         entries = entries[:cap]
         await self.insert([user_id], entries)
         _log.info("feed_rebuilt", user_id=user_id, followees=len(followees), entries=len(entries))
         return len(entries)
+
+    async def source_entries(self, authors: Sequence[str]) -> list[Entry]:
+        """The authors' recent posts from post_service, as a rebuild takes them: enough per
+        author that the newest ``feed_cap`` of all are there, fewer the more authors."""
+        cap = self.settings.feed_cap
+        per_author = min(cap, max(20, 2 * cap // max(1, len(authors))))
+        return [make_entry(*row) for row in await self.posts.recent(authors, per_author)]
+
+    async def entries(self, user_id: str) -> dict[str, int]:
+        """Every entry of the user's feed: member -> score."""
+        rows = await self.redis.zrange(keys.feed(user_id), 0, -1, withscores=True)
+        return {m: int(s) for m, s in rows}
+
+    async def built_users(self) -> AsyncIterator[str]:
+        """Every user whose feed is built (SCAN over the markers: for maintenance only)."""
+        prefix, suffix = keys.feed_meta_pattern()
+        async for key in self.redis.scan_iter(match=f"{prefix}*{suffix}", count=1000):
+            yield key[len(prefix) : len(key) - len(suffix)]
 
     async def drop_user(self, user_id: str) -> None:
         """A deleted account: its feed data and replicas go."""
@@ -394,7 +472,7 @@ class FeedManager:
             _log.warning("own_posts_unavailable", error=type(exc).__name__)
             return
         entries = await self.without_tombstones(
-            [(keys.entry(pid, aid), ms) for pid, aid, ms in recent if aid == user_id]
+            [make_entry(pid, aid, ms) for pid, aid, ms in recent if aid == user_id]
         )
         await self.insert([user_id], entries)
 
@@ -403,6 +481,6 @@ class FeedManager:
             return entries
         pipe = self._pipeline()
         for member, _score in entries:
-            pipe.exists(keys.tombstone(keys.parse_entry(member)[0]))
+            pipe.exists(keys.tombstone(entry_post(member)))
         flags = await pipe.execute()
         return [e for e, dead in zip(entries, flags, strict=True) if not dead]

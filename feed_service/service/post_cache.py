@@ -22,7 +22,6 @@ from common.time import format_timestamp, from_ms, to_ms
 from feed_service.repository import keys
 from feed_service.repository.redis import RedisClient
 from feed_service.repository.sources import PostSource
-from feed_service.service.feed_manager import Entry
 from feed_service.settings import FeedSettings
 
 __all__ = ["Hydrated", "PostCache"]
@@ -270,8 +269,10 @@ class PostCache:
         }
 
     # -------------------------------------------------------------- hydration
-    async def hydrate(self, entries: Sequence[Entry], viewer_id: str | None) -> Hydrated:
-        parsed = [(member, *keys.parse_entry(member)) for member, _ in entries]
+    async def hydrate(
+        self, parsed: Sequence[tuple[str, str, str]], viewer_id: str | None
+    ) -> Hydrated:
+        """Posts for feed entries given as (member, post id, author id), in order."""
         pipe = self.redis.pipeline(transaction=False)
         for _member, post_id, author_id in parsed:
             pipe.hgetall(keys.post(post_id))

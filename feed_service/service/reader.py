@@ -8,7 +8,7 @@ from pydantic import Field
 
 from common.pagination import Cursor as PageCursor
 from common.pagination import CursorId, CursorInt, encode_cursor
-from feed_service.service.feed_manager import Cursor, FeedManager
+from feed_service.service.feed_manager import Cursor, FeedManager, entry_refs
 from feed_service.service.post_cache import PostCache
 
 __all__ = ["FeedCursor", "FeedReader", "parse_cursor"]
@@ -42,7 +42,7 @@ class FeedReader:
         if cursor is None and not rebuilt:
             await self.feeds.merge_own_recent(user_id, limit)
         entries, more = await self.feeds.read_entries(user_id, limit, cursor, shown)
-        hydrated = await self.cache.hydrate(entries, user_id)
+        hydrated = await self.cache.hydrate(entry_refs(entries), user_id)
         if hydrated.dropped:
             # Deleted posts found on the way out are pruned, so the next read is clean.
             await self.feeds.remove([user_id], hydrated.dropped)
