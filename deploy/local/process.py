@@ -2,7 +2,8 @@
 
 Every backing server (PostgreSQL, Redis, RabbitMQ, Neo4j, Mailpit) is one `ManagedServer`: the
 same class serves `python -m deploy.local up` (default ports, state kept in `.murmur/`) and the
-test suite (free ports, temporary directories).
+test suite (free ports, temporary directories). The process primitives below (`spawn`,
+`read_pid`, `terminate`) also run the services and the gateway (`deploy.platform.runner`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def port_in_use(port: int) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    # Our own exited child is reaped here: unreaped, it would linger as a zombie.
+    with contextlib.suppress(ChildProcessError):
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,6 +68,64 @@ def poll(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bo
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def spawn(
+    cmd: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` detached, its output appended to ``log``.
+
+    A new session: the process survives the command that started it and does not get the
+    terminal's Ctrl-C; ``terminate`` signals the whole process group. Our copy of the log's
+    descriptor is closed once the child has its own.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+            user=user,
+        )
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` if that process still runs."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    # The process leads its own group (spawn), so its helpers get the signal too; fall back
+    # to the pid alone when the group is gone.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            os.kill(pid, sig)
+
+
+def terminate(pid: int, timeout_s: float) -> bool:
+    """SIGTERM to the process group, SIGKILL after ``timeout_s``. False if it was not running."""
+    if not pid_alive(pid):
+        return False
+    signal_group(pid, signal.SIGTERM)
+    if not poll(lambda: not pid_alive(pid), timeout_s, interval=0.1):
+        signal_group(pid, signal.SIGKILL)
+        poll(lambda: not pid_alive(pid), 10, interval=0.1)
+    return True
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -120,11 +184,7 @@ class ManagedServer(abc.ABC):
         return self.log_dir / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return read_pid(self.pidfile)
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -151,19 +211,13 @@ class ManagedServer(abc.ABC):
         return True
 
     def _spawn(self) -> None:
-        with self.logfile.open("ab") as log:
-            # A new session: the server survives the command that started it and does not get
-            # the terminal's Ctrl-C; stop() signals the whole process group.
-            self._proc = subprocess.Popen(
-                list(self.command()),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.state_dir,
-                env=dict(self.environment()),
-                start_new_session=True,
-                user=self.run_as(),
-            )
+        self._proc = spawn(
+            self.command(),
+            log=self.logfile,
+            env=self.environment(),
+            cwd=self.state_dir,
+            user=self.run_as(),
+        )
         self.pidfile.write_text(f"{self._proc.pid}\n")
 
     def _wait_ready(self, timeout: float) -> None:
@@ -188,10 +242,7 @@ class ManagedServer(abc.ABC):
             self._reap()
             self.pidfile.unlink(missing_ok=True)
             return False
-        self._signal(pid, signal.SIGTERM)
-        if not poll(lambda: not pid_alive(pid), timeout or self.stop_timeout, interval=0.1):
-            self._signal(pid, signal.SIGKILL)
-            poll(lambda: not pid_alive(pid), 10, interval=0.1)
+        terminate(pid, timeout or self.stop_timeout)
         self._reap()
         self.after_stop()
         self.pidfile.unlink(missing_ok=True)
@@ -199,16 +250,6 @@ class ManagedServer(abc.ABC):
 
     def after_stop(self) -> None:  # noqa: B027 - optional hook
         """Clean up helpers the server left behind."""
-
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> None:
-        # The server leads its own process group (start_new_session), so its helpers get the
-        # signal too; fall back to the pid alone when the group is gone.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                os.kill(pid, sig)
 
     def _reap(self) -> None:
         if self._proc is not None:

@@ -6,9 +6,7 @@ The same code starts a throwaway platform on free ports for the end-to-end tests
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,10 @@ import httpx
 
 from deploy.gateway.render import GatewayConfig, nginx_command, render_nginx_conf
 from deploy.local.install import ensure_apt
+from deploy.local.process import read_pid, spawn, terminate
+
+# SIGTERM, then SIGKILL after this long: a service's shutdown stops its workers first.
+_STOP_TIMEOUT_S = 10.0
 
 SERVICES: tuple[str, ...] = ("auth", "post", "network", "feed", "email")
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -30,7 +32,6 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "feed": 8004,
     "email": 8005,
 }
-# Services with a PostgreSQL database of their own, and its name.
 # The services the gateway routes to (email_service has no public endpoints).
 GATEWAY_SERVICES: tuple[Literal["auth", "post", "network", "feed"], ...] = (
     "auth",
@@ -206,7 +207,7 @@ class Platform:
         """Stop one service (or the gateway); `start` brings it back with the current env."""
         pid = self.pid_of(name)
         if pid is not None:
-            _terminate(pid)
+            terminate(pid, _STOP_TIMEOUT_S)
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> dict[str, str]:
@@ -222,15 +223,9 @@ class Platform:
 
     def pid_of(self, name: str) -> int | None:
         pidfile = self.run_dir / f"{name}.pid"
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        pid = read_pid(pidfile)
+        if pid is None:
             pidfile.unlink(missing_ok=True)
-            return None
         return pid
 
     # -- helpers -------------------------------------------------------------------------
@@ -246,15 +241,7 @@ class Platform:
             raise RuntimeError(f"{service} migration failed; see {log}")
 
     def _spawn(self, name: str, cmd: list[str], env: Mapping[str, str]) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            cmd,
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the command that started it
-        )
+        proc = spawn(cmd, log=self.log_of(name), env=env)
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
 
     def _start_gateway(self) -> None:
@@ -288,32 +275,3 @@ class Platform:
                 last = type(exc).__name__
             time.sleep(0.3)
         raise RuntimeError(f"{name} not ready at {url} after {timeout_s:.0f}s ({last})")
-
-
-def _terminate(pid: int, timeout_s: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Whether pid still runs; reaps it when it is our own exited child (else it would linger
-    as a zombie and `kill(pid, 0)` would keep succeeding)."""
-    with contextlib.suppress(ChildProcessError):
-        reaped, _status = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 from deploy.image.containers import ContainerPlatform
-from deploy.platform.runner import SERVICES, Backing, Platform, _alive, _terminate
+from deploy.local.process import pid_alive, terminate
+from deploy.platform.runner import SERVICES, Backing, Platform
 
 BACKING = Backing(
     database_urls={"auth": "postgresql+asyncpg://u@h:1/a", "post": "postgresql+asyncpg://u@h:1/p"},
@@ -25,10 +30,32 @@ PORTS = {"auth": 9001, "post": 9002, "network": 9003, "feed": 9004, "email": 900
 def test_terminate_reaps_its_own_child_instead_of_waiting_out_the_grace_period() -> None:
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
     started = time.monotonic()
-    _terminate(child.pid, timeout_s=10.0)
+    terminate(child.pid, timeout_s=10.0)
     # An unreaped child would pass kill(pid, 0) as a zombie until the 10 s grace ran out.
     assert time.monotonic() - started < 5.0
-    assert not _alive(child.pid)
+    assert not pid_alive(child.pid)
+
+
+def test_spawn_leaves_no_log_file_open_in_the_runner(tmp_path: Path) -> None:
+    platform = Platform(backing=BACKING, state_dir=tmp_path, ports=PORTS)
+    platform.log_dir.mkdir(parents=True)
+    platform.run_dir.mkdir(parents=True)
+    code = "import sys, time; print('up', flush=True); time.sleep(60)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        platform._spawn("svc", [sys.executable, "-c", code], os.environ)
+        gc.collect()
+    try:
+        log = platform.log_of("svc")
+        # The log file was left for the garbage collector to close ("unclosed file").
+        assert [str(w.message) for w in caught if "unclosed file" in str(w.message)] == []
+        deadline = time.monotonic() + 10
+        while "up" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "up" in log.read_text()  # the child still writes to it
+    finally:
+        platform.stop_service("svc")
+    assert platform.pid_of("svc") is None
 
 
 def test_env_for_prefixes_each_services_settings(tmp_path: Path) -> None:
