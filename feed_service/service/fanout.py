@@ -180,7 +180,8 @@ class FanoutWorker:
             await connection.close()
 
     async def run_forever(self) -> None:
-        await run_until_cancelled(self.start, self.stop)
+        # The logger: a broker that stays unreachable must show in the logs, not only in lag.
+        await run_until_cancelled(self.start, self.stop, _log.bind(worker=self.name))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
