@@ -1,0 +1,9 @@
+"""post_service: posts, likes, comments, hashtags and full-text search (owns the posts database).
+
+Where things are: ``api/`` (HTTP: public post endpoints and the internal read APIs),
+``service/posts.py`` (the rules, and the events each change emits), ``service/users.py`` (the
+author replica), ``repository/`` (SQL), ``events/outbox.py`` (events written in the caller's
+transaction), ``events/handlers.py`` (user.* events), ``models.py`` and ``migrations/`` (the
+schema), ``app.py`` (wiring: clients, the consumer and the outbox relay), ``__main__.py``
+(``serve | worker | migrate``).
+"""
