@@ -1,10 +1,12 @@
-"""``create_app``: lifespan, ``/healthz``, ``/readyz`` against a real Redis, ``/metrics``."""
+"""``create_app``: lifespan and workers, token checks, ``/healthz``, ``/readyz`` against a real
+Redis, ``/metrics``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,7 +20,9 @@ from pydantic import SecretStr, ValidationError
 from common.app import Role, Wiring, create_app
 from common.errors import dependency_errors
 from common.health import http_check, redis_check
+from common.security import JWKSClient, StaticKeySource, TokenVerifier
 from common.settings import ServiceSettings
+from tests.support.polling import until
 from tests.support.server import free_port
 
 
@@ -268,3 +272,84 @@ async def test_api_docs_are_off_in_production_unless_asked_for() -> None:
         async with running(_headers_app(settings)) as client:
             for path in ("/docs", "/openapi.json"):
                 assert (await client.get(path)).status_code == expected, (settings, path)
+
+
+class _Recorder:
+    """A worker that records when it starts and stops."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self.events = events
+
+    async def start(self) -> None:
+        self.events.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self.events.append(f"stop {self.name}")
+
+
+def _wired_app(
+    events: list[str], *, run_workers: bool = True, verify_tokens: bool = True
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(settings: ServiceSettings, role: Role) -> AsyncIterator[Wiring]:
+        events.append(f"lifespan http={role.http} workers={role.workers}")
+
+        async def deleted_since(since: object) -> list[tuple[str, datetime]]:
+            return [("gone-user", datetime.now(UTC))]
+
+        yield Wiring(
+            state={"thing": "value"},
+            workers={"a": _Recorder("a", events), "b": _Recorder("b", events)},
+            deleted_since=deleted_since,
+        )
+        events.append("lifespan closed")
+
+    return create_app(
+        name="wired-test",
+        settings=ServiceSettings(
+            environment="test", run_workers=run_workers, jwks_url="http://127.0.0.1:9/jwks"
+        ),
+        routers=[],
+        lifespan=lifespan,
+        verify_tokens=verify_tokens,
+    )
+
+
+async def test_the_workers_run_between_the_lifespans_start_and_its_close() -> None:
+    events: list[str] = []
+    app = _wired_app(events)
+    async with running(app):
+        assert app.state.thing == "value"
+        assert set(app.state.workers) == {"a", "b"}
+        assert events == ["lifespan http=True workers=True", "start a", "start b"]
+    assert events[3:] == ["stop b", "stop a", "lifespan closed"]
+
+
+async def test_no_workers_when_run_workers_is_off() -> None:
+    events: list[str] = []
+    async with running(_wired_app(events, run_workers=False)):
+        pass
+    assert events == ["lifespan http=True workers=False", "lifespan closed"]
+
+
+async def test_create_app_sets_up_token_verification_and_the_deny_list() -> None:
+    async with running(app := _wired_app([])):
+        verifier = app.state.token_verifier
+        assert isinstance(verifier, TokenVerifier)
+        assert isinstance(verifier.keys, JWKSClient)
+        assert verifier.keys.url == "http://127.0.0.1:9/jwks"
+        await until(lambda: app.state.deleted_users.loaded, "the deny-list's first load")
+        assert "gone-user" in app.state.deleted_users
+
+
+async def test_a_verifier_set_before_start_up_is_kept_and_none_is_built_when_off() -> None:
+    app = _wired_app([])
+    mine = TokenVerifier(StaticKeySource({"keys": []}), issuer="i", audience="a")
+    app.state.token_verifier = mine
+    async with running(app):
+        assert app.state.token_verifier is mine
+    off = _wired_app([], verify_tokens=False)
+    async with running(off):
+        assert getattr(off.state, "token_verifier", None) is None
+        assert getattr(off.state, "deleted_users", None) is None
