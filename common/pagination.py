@@ -38,11 +38,14 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "invalid_cursor",
+    "make_keyed_page",
     "make_page",
     "page_params",
 ]
 
 T = TypeVar("T")
+K = TypeVar("K")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -170,6 +173,22 @@ def make_page(rows: Sequence[T], limit: int, cursor_for: Callable[[T], dict[str,
     Fetching one extra row tells whether another page exists without a COUNT; the cursor
     points after the last row shown.
     """
-    shown = list(rows[:limit])
-    next_cursor = encode_cursor(cursor_for(shown[-1])) if len(rows) > limit and shown else None
-    return Page[T](items=shown, next_cursor=next_cursor)
+    return Page[T](items=list(rows[:limit]), next_cursor=_next_cursor(rows, limit, cursor_for))
+
+
+def make_keyed_page(
+    rows: Sequence[tuple[K, T]], limit: int, cursor_for: Callable[[K], dict[str, Any]]
+) -> Page[T]:
+    """:func:`make_page` for ``(sort key, item)`` rows: the cursor is made from the key of the
+    last row shown (a rank or a like's time the item does not carry), the page shows items."""
+    return Page[T](
+        items=[item for _, item in rows[:limit]],
+        next_cursor=_next_cursor(rows, limit, lambda row: cursor_for(row[0])),
+    )
+
+
+def _next_cursor(
+    rows: Sequence[R], limit: int, cursor_for: Callable[[R], dict[str, Any]]
+) -> str | None:
+    """The cursor after the last of ``limit`` rows shown, if the fetch found one more."""
+    return encode_cursor(cursor_for(rows[limit - 1])) if 0 < limit < len(rows) else None

@@ -97,7 +97,7 @@ class AuthService:
             aggregate_id=user.id,
         )
         await self._request_verification(user)
-        log.info("user.registered", user_id=user.id)
+        log.info("user_registered", user_id=user.id)
         return user
 
     @staticmethod
@@ -121,7 +121,7 @@ class AuthService:
         if user is None or not ok:
             raise Unauthorized(INVALID_CREDENTIALS)
         await self.limits.login_succeeded(client_ip, account)
-        log.info("user.logged_in", user_id=user.id)
+        log.info("user_logged_in", user_id=user.id)
         return await self._issue(user, family_id=new_id(), parent_id=None)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -135,7 +135,7 @@ class AuthService:
             # A spent token came back: it was stolen or replayed, so end the whole session.
             await self.refresh_tokens.revoke_family(token.family_id, now)
             await self.session.commit()
-            log.warning("refresh_token.reused", user_id=token.user_id, family_id=token.family_id)
+            log.warning("refresh_token_reused", user_id=token.user_id, family_id=token.family_id)
             raise Unauthorized("Invalid refresh token")
         if token.expires_at <= now:
             raise Unauthorized("Invalid refresh token")
@@ -233,7 +233,7 @@ class AuthService:
                 producer=PRODUCER,
                 aggregate_id=user.id,
             )
-            log.info("user.email_verified", user_id=user.id)
+            log.info("user_email_verified", user_id=user.id)
 
     # -- password reset ----------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class AuthService:
             producer=PRODUCER,
             aggregate_id=user.id,
         )
-        log.info("user.password_reset_requested", user_id=user.id)
+        log.info("user_password_reset_requested", user_id=user.id)
 
     async def confirm_password_reset(self, token: str, new_password: str) -> None:
         now = utcnow()
@@ -271,7 +271,7 @@ class AuthService:
         user.updated_at = now
         # Whoever held a session with the old password loses it.
         await self.refresh_tokens.revoke_all_of_user(user.id, now)
-        log.info("user.password_reset", user_id=user.id)
+        log.info("user_password_reset", user_id=user.id)
 
     async def _new_one_time_token(self, user_id: str, purpose: str, ttl_s: int) -> str:
         now = utcnow()

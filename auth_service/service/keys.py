@@ -112,7 +112,7 @@ class KeyRing:
                 "no signing key configured; refusing to generate one in production"
             )
         log.warning(
-            "signing_key.generated", reason="no key configured", environment=settings.environment
+            "signing_key_generated", reason="no key configured", environment=settings.environment
         )
         return cls([_signing_key(ed25519.Ed25519PrivateKey.generate())])
 

@@ -77,7 +77,7 @@ class UserService:
         await add_event(
             self.session, UserDeleted(user_id=user.id), producer=PRODUCER, aggregate_id=user.id
         )
-        log.info("user.deleted", user_id=user.id)
+        log.info("user_deleted", user_id=user.id)
 
     async def search(self, query: str, *, limit: int, before_id: str | None) -> Sequence[User]:
         return await self.users.search(query, limit=limit, before_id=before_id)

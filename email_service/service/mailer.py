@@ -80,7 +80,7 @@ class Mailer:
 
     async def forget(self, user_id: str) -> None:
         await self.store.forget_user(user_id)
-        log.info("email.user_forgotten", user_id=user_id)
+        log.info("email_user_forgotten", user_id=user_id)
 
     async def _send_once(self, user_id: str, mail: Mail) -> None:
         """Send unless this event's mail already went out.
@@ -94,10 +94,10 @@ class Mailer:
         even that one is recognisable downstream (docs/operations.md).
         """
         if await self.store.was_sent(mail.event_id):
-            log.info("email.duplicate_skipped", template=mail.template)
+            log.info("email_duplicate_skipped", template=mail.template)
             return
         if await self.store.is_deleted(user_id):
-            log.info("email.dropped_deleted_user", template=mail.template, user_id=user_id)
+            log.info("email_dropped_deleted_user", template=mail.template, user_id=user_id)
             return
         if not await self.store.claim(mail.event_id):
             # Another worker is sending this very event (a duplicate delivery): look again later.
@@ -108,7 +108,7 @@ class Mailer:
             await self.store.release(mail.event_id)
             raise
         await self._record_sent(mail)
-        log.info("email.sent", template=mail.template, user_id=user_id)
+        log.info("email_sent", template=mail.template, user_id=user_id)
 
     async def _record_sent(self, mail: Mail) -> None:
         try:
@@ -123,5 +123,5 @@ class Mailer:
         except Exception as exc:
             # SMTP has the mail: retrying the event would send it twice. The claim is left
             # to expire, and the dead letter tells an operator the mail went out unrecorded.
-            log.error("email.sent_not_recorded", template=mail.template, error=type(exc).__name__)
+            log.error("email_sent_not_recorded", template=mail.template, error=type(exc).__name__)
             raise PermanentError("mail sent, but recording it failed; not retried") from exc

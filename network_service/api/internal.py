@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from common.internal import InternalCaller
-from common.pagination import MAX_CURSOR_LENGTH, Cursor, CursorId, decode_cursor, encode_cursor
+from common.pagination import MAX_CURSOR_LENGTH, Cursor, CursorId, decode_cursor, make_page
 from network_service.api.deps import FollowServiceDep, UserIdPath
 from network_service.schemas import FolloweeIds, FollowerCount, FollowerIds
 
@@ -41,9 +41,8 @@ async def follower_ids(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> FollowerIds:
     ids = await service.follower_ids(user_id, limit=limit + 1, after_id=_after_id(cursor))
-    shown = ids[:limit]
-    next_cursor = encode_cursor({"a": shown[-1]}) if len(ids) > limit else None
-    return FollowerIds(items=shown, next_cursor=next_cursor)
+    page = make_page(ids, limit, lambda last: {"a": last})
+    return FollowerIds(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from common.events import (
     PostUpdated,
 )
 from common.ids import new_id
-from common.pagination import Page, encode_cursor
+from common.pagination import Page, make_keyed_page
 from common.security import AccessClaims
 from common.time import utcnow
 from post_service.events.outbox import emit
@@ -49,23 +49,10 @@ __all__ = ["IDEMPOTENCY_WINDOW", "PostService"]
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 K = TypeVar("K")
-V = TypeVar("V")
 
 
 def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _page(
-    rows: Sequence[tuple[K, V]], limit: int, cursor_for: Callable[[K], dict[str, Any]]
-) -> Page[V]:
-    """``rows`` holds up to ``limit + 1`` entries; the extra one only says a next page exists."""
-    shown = rows[:limit]
-    has_more = len(rows) > limit and bool(shown)
-    return Page[V](
-        items=[value for _, value in shown],
-        next_cursor=encode_cursor(cursor_for(shown[-1][0])) if has_more else None,
-    )
 
 
 class PostService:
@@ -235,7 +222,7 @@ class PostService:
         rows = await self._views_in_order(
             keys, [k.id for k in keys], viewer.sub if viewer else None
         )
-        return _page(rows, limit, CursorCodec.post)
+        return make_keyed_page(rows, limit, CursorCodec.post)
 
     async def by_tag(
         self, tag: str, viewer: AccessClaims | None, limit: int, after: TimeCursor | None
@@ -259,7 +246,7 @@ class PostService:
         rows = await self._views_in_order(
             keys, [k.id for k in keys], viewer.sub if viewer else None
         )
-        return _page(rows, limit, CursorCodec.rank)
+        return make_keyed_page(rows, limit, CursorCodec.rank)
 
     # -- likes --------------------------------------------------------------------------------
 
@@ -297,7 +284,7 @@ class PostService:
         if not await self.posts.exists(post_id):
             raise NotFound("Post not found")
         rows = await self.likes.page(post_id, position, limit + 1)
-        return _page(rows, limit, CursorCodec.like)
+        return make_keyed_page(rows, limit, CursorCodec.like)
 
     # -- comments -----------------------------------------------------------------------------
 
@@ -352,7 +339,7 @@ class PostService:
         if not await self.posts.exists(post_id):
             raise NotFound("Post not found")
         rows = await self.comments.page(post_id, position, limit + 1)
-        return _page(rows, limit, CursorCodec.comment)
+        return make_keyed_page(rows, limit, CursorCodec.comment)
 
     async def delete_comment(self, user: AccessClaims, comment_id: str) -> None:
         await self._lock_acting_user(user)

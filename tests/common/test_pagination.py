@@ -1,4 +1,4 @@
-"""Opaque cursors, ``PageParams`` bounds and ``make_page``."""
+"""Opaque cursors, ``PageParams`` bounds, ``make_page`` and ``make_keyed_page``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from common.pagination import (
     PageDep,
     decode_cursor,
     encode_cursor,
+    make_keyed_page,
     make_page,
 )
 from common.settings import ServiceSettings
@@ -194,6 +195,16 @@ def test_make_page_last_page_has_no_cursor() -> None:
     assert more.items == [1, 2, 3]
     assert more.next_cursor is not None
     assert decode_cursor(more.next_cursor, NCursor) == NCursor(n=3)
+
+
+def test_keyed_page_shows_items_and_makes_the_cursor_from_the_key() -> None:
+    rows = [(10, "a"), (20, "b"), (30, "c")]
+    page = make_keyed_page(rows, 2, lambda key: {"n": key})
+    assert page.items == ["a", "b"]
+    assert page.next_cursor is not None
+    assert decode_cursor(page.next_cursor, NCursor) == NCursor(n=20)
+    last = make_keyed_page(rows, 3, lambda key: {"n": key})
+    assert (last.items, last.next_cursor) == (["a", "b", "c"], None)
 
 
 async def test_forged_cursor_is_422_before_the_list_runs(client: httpx.AsyncClient) -> None:
