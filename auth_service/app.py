@@ -64,6 +64,8 @@ async def lifespan(settings: AuthSettings, role: Role) -> AsyncIterator[Wiring]:
                 publisher,
                 dsn=database_url,
                 poll_interval=settings.relay_poll_interval_s,
+                retention_s=settings.outbox_retention_s,
+                cleanup_interval=settings.outbox_purge_interval_s,
             )
         yield wiring
 

@@ -10,7 +10,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
-    MetaData,
     String,
     Text,
     func,
@@ -18,21 +17,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.outbox import outbox_table, processed_events_table
+from common.db import new_metadata
+from common.outbox import outbox_table
 
 __all__ = ["Base", "OneTimeToken", "RefreshToken", "TokenPurpose", "User"]
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = new_metadata()
 
 
 class TokenPurpose:
@@ -105,5 +97,5 @@ class OneTimeToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+# No processed_events: auth consumes no events (dropped by revision a1f3c0de0002).
 outbox = outbox_table(Base.metadata)
-processed_events = processed_events_table(Base.metadata)

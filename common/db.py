@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,7 +14,31 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["SessionDep", "create_engine", "get_session", "session_factory"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "SessionDep",
+    "create_engine",
+    "get_session",
+    "new_metadata",
+    "session_factory",
+]
+
+# The one SQL naming convention of the PostgreSQL services: <kind>_<table>_<every column>, so
+# migrations can name what they alter and a constraint error says what it is about. Indexes
+# on an expression are named by hand the same way, the column first and then what is applied
+# to it (ix_authors_username_lower), with uq_ for a unique one (uq_users_email_lower).
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """The ``MetaData`` of a service's models, with :data:`NAMING_CONVENTION`."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def create_engine(url: str, **kw: Any) -> AsyncEngine:

@@ -1,10 +1,10 @@
 """PostgreSQL transactional outbox and processed-event guard.
 
 A state change and its events commit in one transaction (:func:`add_event`); the
-:class:`OutboxRelay` later publishes pending rows in ``seq`` order with publisher confirms and
-marks them sent. The API therefore keeps working while RabbitMQ is down, and nothing written is
-lost. A crash between publish and mark republishes a row: consumers are idempotent
-(:func:`mark_processed`).
+:class:`OutboxRelay` (the one relay of :mod:`common.relay` on :class:`PostgresOutboxStore`)
+later publishes pending rows in ``seq`` order with publisher confirms and marks them sent. The
+API therefore keeps working while RabbitMQ is down, and nothing written is lost. A crash
+between publish and mark republishes a row: consumers are idempotent (:func:`mark_processed`).
 
 Several relay replicas may run: each pass locks its rows with ``FOR UPDATE SKIP LOCKED``, so a
 row is published by one replica in the normal case, and an aggregate whose earlier row is
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import asyncpg
-from pydantic import ValidationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -44,32 +43,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.logging import get_logger
-from common.messaging import (
-    Publisher,
-    RoutingBackoff,
-    UnroutableError,
-    claim_once,
-    has_consumers,
-    release_claim,
-)
+from common.messaging import Publisher
+from common.relay import PendingEvent, Relay, wait_for_event
 
 __all__ = [
     "NOTIFY_CHANNEL",
     "OutboxRelay",
+    "PostgresOutboxStore",
     "add_event",
-    "claim_once",
     "mark_processed",
     "outbox_table",
     "processed_events_table",
     "purge_processed",
-    "release_claim",
 ]
 
 NOTIFY_CHANNEL: Final = "murmur_outbox"
-
-# What became of one publish: confirmed, unroutable and nobody consumes the type (done too), or
-# unroutable although a service consumes it (its queue is not declared yet: retry later).
-PublishOutcome = Literal["sent", "no_consumers", "not_routable_yet"]
 
 _log = get_logger("common.outbox")
 
@@ -183,189 +171,78 @@ def _asyncpg_dsn(dsn: str) -> str:
     return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-class OutboxRelay:
-    """Publishes the outbox: woken by LISTEN/NOTIFY, polling every ``poll_interval`` anyway.
+class _PostgresClaim:
+    """Rows locked ``FOR UPDATE SKIP LOCKED`` in the claiming transaction."""
 
-    ``dsn`` is used for the dedicated LISTEN connection (asyncpg or SQLAlchemy form). Sent rows
-    are deleted ``retention_hours`` after publication, checked every ``cleanup_interval`` s.
+    def __init__(self, conn: AsyncConnection, events: list[PendingEvent]) -> None:
+        self._conn = conn
+        self.events = events
+
+    async def settle(self, published: Sequence[str], deferred: Mapping[str, float]) -> None:
+        # Deferred and unsettled rows stay pending: the commit releases their locks, and the
+        # relay's RoutingBackoff leaves the deferred ones out until due.
+        if published:
+            await self._conn.execute(
+                update(_OUTBOX).where(_OUTBOX.c.id.in_(published)).values(published_at=func.now())
+            )
+
+
+class PostgresOutboxStore:
+    """The ``outbox`` table as a :class:`common.relay.OutboxStore`, woken by LISTEN/NOTIFY.
+
+    ``dsn`` is used for the dedicated LISTEN connection (asyncpg or SQLAlchemy form). The
+    purge deletes rows published more than ``outbox_retention`` ago and, when
+    ``processed_retention`` is given (a service that consumes events), the processed-event
+    records older than that.
     """
 
     def __init__(
         self,
         engine: AsyncEngine,
-        publisher: Publisher,
         *,
         dsn: str,
-        batch_size: int = 100,
-        poll_interval: float = 1.0,
-        retention_hours: float = 24.0,
-        cleanup_interval: float = 600.0,
+        outbox_retention: timedelta = timedelta(hours=24),
+        processed_retention: timedelta | None = None,
         max_backoff: float = 30.0,
-        stop_timeout: float = 10.0,
-        unroutable_backoff: float = 1.0,
     ) -> None:
         self._engine = engine
-        self._publisher = publisher
         self._dsn = _asyncpg_dsn(dsn)
-        self._batch_size = batch_size
-        self._poll_interval = poll_interval
-        self._retention = timedelta(hours=retention_hours)
-        self._cleanup_interval = cleanup_interval
+        self._outbox_retention = outbox_retention
+        self._processed_retention = processed_retention
         self._max_backoff = max_backoff
-        self._stop_timeout = stop_timeout
-        self._routing = RoutingBackoff(initial_s=unroutable_backoff, max_s=max_backoff)
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._stop_requested = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self.listening = False  # whether the LISTEN connection is up (for tests and health)
 
-    async def start(self) -> None:
-        """Run in the background; RabbitMQ or PostgreSQL may be down, the relay keeps trying."""
-        if self._tasks:
-            return
-        self._stopping = False
-        self._stop_requested.clear()
-        self._tasks = [
-            asyncio.create_task(self._run(), name="outbox-relay"),
-            asyncio.create_task(self._listen(), name="outbox-listen"),
-        ]
-
-    async def stop(self) -> None:
-        """Finish the current pass (bounded by ``stop_timeout``), then stop."""
-        self._stopping = True
-        self._stop_requested.set()
-        self._wake.set()
-        tasks, self._tasks = self._tasks, []
-        if not tasks:
-            return
-        run, listen = tasks
-        listen.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(run), self._stop_timeout)
-        run.cancel()
-        await asyncio.gather(run, listen, return_exceptions=True)
-
-    def wake(self) -> None:
-        """Ask for a pass now (as a NOTIFY would)."""
-        self._wake.set()
-
-    async def publish_pending(self) -> int:
-        """One pass: publish up to ``batch_size`` pending rows in order; returns how many.
-
-        Raises the publish error (after marking what was published) when RabbitMQ fails. A row
-        returned as unroutable while a service consumes its type stays pending and is retried
-        with growing delay; until then the later rows of its aggregate wait, others go on.
-        """
-        failure: Exception | None = None
-        waiting_ids, waiting_aggregates = self._routing.waiting()
+    @contextlib.asynccontextmanager
+    async def claim(
+        self, limit: int, *, exclude_ids: Sequence[str], exclude_aggregates: Sequence[str]
+    ) -> AsyncIterator[_PostgresClaim]:
         query = (
             select(_OUTBOX.c.id, _OUTBOX.c.seq, _OUTBOX.c.payload, _OUTBOX.c.aggregate_id)
             .where(_OUTBOX.c.published_at.is_(None))
             .order_by(_OUTBOX.c.seq)
-            .limit(self._batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        if waiting_ids:
-            query = query.where(_OUTBOX.c.id.not_in(waiting_ids))
-        if waiting_aggregates:
+        if exclude_ids:
+            query = query.where(_OUTBOX.c.id.not_in(exclude_ids))
+        if exclude_aggregates:
             query = query.where(
                 or_(
                     _OUTBOX.c.aggregate_id.is_(None),
-                    _OUTBOX.c.aggregate_id.not_in(waiting_aggregates),
+                    _OUTBOX.c.aggregate_id.not_in(exclude_aggregates),
                 )
             )
         async with self._engine.begin() as conn:
             rows = (await conn.execute(query)).all()
-            if not rows:
-                return 0
-            held_back = await self._aggregates_locked_elsewhere(conn, rows)
-            retrying = self._routing.retrying()
-            retried: set[str] = set()
-            batch: list[tuple[str, str | None, EventEnvelope | None]] = []
-            for row in rows:
-                if row.aggregate_id is not None and row.aggregate_id in held_back:
-                    continue
-                if row.aggregate_id in retrying:
-                    if row.aggregate_id in retried:
-                        # The rest follows once the retried event went through (no repeated
-                        # duplicates of them while it keeps coming back).
-                        self._wake.set()
-                        continue
-                    retried.add(row.aggregate_id)
-                try:
-                    envelope: EventEnvelope | None = EventEnvelope.model_validate(row.payload)
-                except ValidationError as exc:
-                    # Cannot happen for rows written by add_event; never let one block the rest.
-                    _log.error("outbox_row_invalid", event_id=row.id, error=str(exc)[:500])
-                    envelope = None
-                batch.append((row.id, row.aggregate_id, envelope))
-            # Pipelined: publishes start in seq order and one channel keeps that order, while
-            # the confirms are awaited together.
-            results = await asyncio.gather(
-                *(self._publish(envelope) for _, _, envelope in batch), return_exceptions=True
+            held_back = await self._aggregates_locked_elsewhere(conn, rows) if rows else set()
+            yield _PostgresClaim(
+                conn,
+                [
+                    PendingEvent(id=row.id, payload=row.payload, aggregate_id=row.aggregate_id)
+                    for row in rows
+                    if row.aggregate_id is None or row.aggregate_id not in held_back
+                ],
             )
-            done: list[str] = []
-            blocked: set[str] = set()
-            for (event_id, aggregate_id, envelope), result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    if not isinstance(result, Exception):
-                        raise result
-                    # Rows after the first failure are sent again after it, even if confirmed
-                    # now, so each aggregate still ends on its latest event (consumers
-                    # tolerate the duplicates).
-                    failure = result
-                    break
-                if result == "not_routable_yet":
-                    assert envelope is not None
-                    self._defer(event_id, aggregate_id, envelope)
-                    # Left out of the next batch until due: go on with what comes after it.
-                    self._wake.set()
-                    if aggregate_id is not None:
-                        blocked.add(aggregate_id)
-                    continue
-                if aggregate_id is not None and aggregate_id in blocked:
-                    continue  # sent again after the event before it, as after a failure
-                self._routing.clear(event_id)
-                done.append(event_id)
-            if done:
-                await conn.execute(
-                    update(_OUTBOX).where(_OUTBOX.c.id.in_(done)).values(published_at=func.now())
-                )
-        if failure is not None:
-            raise failure
-        return len(done)
-
-    def _defer(self, event_id: str, aggregate_id: str | None, envelope: EventEnvelope) -> None:
-        delay = self._routing.defer(event_id, aggregate_id)
-        _log.warning(
-            "outbox_event_not_routable_yet",
-            event_id=event_id,
-            type=envelope.type,
-            attempt=self._routing.attempts(event_id),
-            retry_in=delay,
-        )
-
-    async def _publish(self, envelope: EventEnvelope | None) -> PublishOutcome:
-        if envelope is None:
-            return "sent"
-        try:
-            await self._publisher.publish(envelope)
-        except UnroutableError:
-            if has_consumers(envelope.type):
-                return "not_routable_yet"
-            # Nobody consumes this type (e.g. user.email_verified): nothing to deliver.
-            _log.info("outbox_event_unconsumed", event_id=envelope.id, type=envelope.type)
-            return "no_consumers"
-        return "sent"
-
-    async def purge_published(self) -> int:
-        """Delete rows published more than the retention period ago; returns how many."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                delete(_OUTBOX).where(_OUTBOX.c.published_at < func.now() - self._retention)
-            )
-        return int(result.rowcount)
 
     async def _aggregates_locked_elsewhere(self, conn: AsyncConnection, rows: Any) -> set[str]:
         """Aggregates with an earlier pending row outside this batch (locked by another relay,
@@ -385,44 +262,26 @@ class OutboxRelay:
         )
         return {str(a) for (a,) in result.all()}
 
-    async def _run(self) -> None:
-        backoff = 0.0
-        next_cleanup = time.monotonic()
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                while await self.publish_pending() >= self._batch_size and not self._stopping:
-                    pass
-                if time.monotonic() >= next_cleanup:
-                    next_cleanup = time.monotonic() + self._cleanup_interval
-                    purged = await self.purge_published()
-                    if purged:
-                        _log.info("outbox_purged", rows=purged)
-                backoff = 0.0
-                wait = self._poll_interval
-                due = self._routing.next_due_in()
-                if due is not None:
-                    wait = min(wait, due + 0.01)
-            except Exception as exc:
-                backoff = min(max(backoff * 2, 0.5), self._max_backoff)
-                wait = backoff
-                _log.warning("outbox_publish_failed", error=repr(exc)[:500], retry_in=backoff)
-            if self._stopping:
-                break
-            if backoff:
-                # Backing off: a NOTIFY must not turn into a tight retry loop; stop may.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), wait)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+    async def purge(self) -> int:
+        purged = await self.purge_published()
+        if self._processed_retention is not None:
+            purged += await purge_processed(self._engine, older_than=self._processed_retention)
+        return purged
 
-    async def _listen(self) -> None:
+    async def purge_published(self) -> int:
+        """Delete rows published more than the retention period ago; returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(_OUTBOX).where(_OUTBOX.c.published_at < func.now() - self._outbox_retention)
+            )
+        return int(result.rowcount)
+
+    async def watch(self, wake: Callable[[], None]) -> None:
         """Keep a LISTEN connection open, reconnecting with backoff; polling covers the gaps."""
         backoff = 0.5
         while True:
             try:
-                await self._listen_once()
+                await self._listen_once(wake)
                 backoff = 0.5
             except Exception as exc:
                 _log.warning("outbox_listen_failed", error=repr(exc)[:500], retry_in=backoff)
@@ -431,19 +290,72 @@ class OutboxRelay:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _listen_once(self) -> None:
+    async def _listen_once(self, wake: Callable[[], None]) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=10)
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _c: lost.set())
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wake.set())
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: wake())
             self.listening = True
-            self._wake.set()  # catch up on whatever was written while not listening
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), 30)
-                if not lost.is_set():
-                    # A half-open TCP connection never reports its loss by itself.
-                    await conn.execute("SELECT 1", timeout=10)
+            wake()  # catch up on whatever was written while not listening
+            while not await wait_for_event(lost, 30):
+                # A half-open TCP connection never reports its loss by itself.
+                await conn.execute("SELECT 1", timeout=10)
         finally:
             conn.terminate()
+
+
+class OutboxRelay(Relay):
+    """The relay of a service's PostgreSQL outbox (:class:`common.relay.Relay` on
+    :class:`PostgresOutboxStore`).
+
+    Sent rows are deleted ``retention_s`` after publication; with ``processed_retention_s``
+    (a service that consumes events) its processed-event records older than that go too. Both
+    are purged every ``cleanup_interval`` s.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        *,
+        dsn: str,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        retention_s: float = 86_400.0,
+        processed_retention_s: float | None = None,
+        cleanup_interval: float = 600.0,
+        max_backoff: float = 30.0,
+        stop_timeout: float = 10.0,
+        unroutable_backoff: float = 1.0,
+    ) -> None:
+        self.store = PostgresOutboxStore(
+            engine,
+            dsn=dsn,
+            outbox_retention=timedelta(seconds=retention_s),
+            processed_retention=(
+                None if processed_retention_s is None else timedelta(seconds=processed_retention_s)
+            ),
+            max_backoff=max_backoff,
+        )
+        super().__init__(
+            self.store,
+            publisher,
+            name="outbox-relay",
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            max_backoff=max_backoff,
+            stop_timeout=stop_timeout,
+            unroutable_backoff=unroutable_backoff,
+            unroutable_max_backoff=max_backoff,
+            purge_interval=cleanup_interval,
+        )
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (for tests and health)."""
+        return self.store.listening
+
+    async def purge_published(self) -> int:
+        """Delete rows published more than the retention period ago; returns how many."""
+        return await self.store.purge_published()

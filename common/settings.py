@@ -51,6 +51,14 @@ class ServiceSettings(BaseSettings):
     # declared its queue (a fresh deployment's routing race: common.messaging.Publisher).
     # Off only in tests that watch events on a queue of their own without those services.
     relay_awaits_consumer_queues: bool = True
+    # Housekeeping of the PostgreSQL services (auth, post), run by their outbox relay every
+    # outbox_purge_interval_s: published outbox rows are kept outbox_retention_s (for
+    # inspection), processed-event records (post's consumer) processed_events_retention_s.
+    # A redelivery older than that would be applied again: redeliveries come within minutes
+    # (retry queues top out at 30 s), hours after a long outage, so a week is ample.
+    outbox_retention_s: float = 86_400.0
+    processed_events_retention_s: float = 604_800.0
+    outbox_purge_interval_s: float = 600.0
 
     @field_validator("log_level")
     @classmethod
@@ -65,6 +73,15 @@ class ServiceSettings(BaseSettings):
     def _positive_body_limit(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("max_body_bytes must be positive")
+        return value
+
+    @field_validator(
+        "outbox_retention_s", "processed_events_retention_s", "outbox_purge_interval_s"
+    )
+    @classmethod
+    def _positive_duration(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
         return value
 
     @property

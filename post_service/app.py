@@ -75,6 +75,10 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
                 publisher,
                 dsn=settings.database_url.get_secret_value(),
                 poll_interval=settings.relay_poll_interval_s,
+                retention_s=settings.outbox_retention_s,
+                # post's consumer records what it applied (common.outbox.mark_processed).
+                processed_retention_s=settings.processed_events_retention_s,
+                cleanup_interval=settings.outbox_purge_interval_s,
             )
         yield wiring
 

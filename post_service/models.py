@@ -11,7 +11,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     func,
@@ -20,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import new_metadata
 from common.outbox import outbox_table, processed_events_table
 
 __all__ = [
@@ -33,15 +33,6 @@ __all__ = [
     "PostMention",
 ]
 
-# Explicit names keep migrations reviewable and constraint errors recognisable.
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
 # The search configuration; the generated column and every query must agree on it.
 TS_CONFIG = "english"
 
@@ -49,7 +40,7 @@ TZ = DateTime(timezone=True)
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = new_metadata()
 
 
 class Author(Base):
@@ -69,7 +60,7 @@ class Author(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
 
     __table_args__ = (
-        Index("ix_authors_lower_username", func.lower(username)),
+        Index("ix_authors_username_lower", func.lower(username)),
         # Tombstones are few; the token deny-list reloads the recent ones every second.
         Index("ix_authors_deleted_at", deleted_at, postgresql_where=deleted_at.is_not(None)),
     )

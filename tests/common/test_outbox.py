@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -440,3 +441,40 @@ async def test_an_aggregate_waiting_for_its_consumer_blocks_only_itself(
         await relay.stop()
         await publisher.close()
         await connection.close()
+
+
+async def _listening(relay: OutboxRelay) -> bool:
+    return relay.listening
+
+
+async def _listen_sessions(admin: asyncpg.Connection) -> int:
+    count = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    )
+    return int(count)
+
+
+async def test_stop_returns_at_once_even_right_after_a_wake_up_and_closes_the_listen_session(
+    db: Database, vhost_url: str
+) -> None:
+    # The hang fixed in the Neo4j relay (commit 7499864) on this store: a NOTIFY's wake-up
+    # landing with stop() must not keep the relay (or its LISTEN connection) alive.
+    admin = await asyncpg.connect(db.url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for _ in range(5):
+            relay, publisher = make_relay(db, vhost_url, poll_interval=5.0)
+            await relay.start()
+            await eventually(functools.partial(_listening, relay))
+            await asyncio.sleep(0.05)  # past the start-up pass: sleeping until woken
+            async with db.sessions.begin() as session:
+                await add_event(session, UserDeleted(user_id="u1"), producer="auth")
+            relay.wake()
+            await asyncio.sleep(0)
+            stopping = asyncio.create_task(relay.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=5)
+            assert stopping in done, "the relay outlived stop()"
+            await publisher.close()
+            await eventually(lambda: _is_zero(_listen_sessions(admin)), timeout=10)
+    finally:
+        await admin.close()

@@ -11,23 +11,12 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from common.outbox import outbox_table, processed_events_table
+from sqlalchemy.dialects import postgresql
 
 revision: str = "a1f3c0de0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-# Same conventions as auth_service.models, frozen here so later model changes cannot alter
-# what this revision did.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 
 
 def upgrade() -> None:
@@ -95,11 +84,56 @@ def upgrade() -> None:
     )
     op.create_index("ix_one_time_tokens_user_id", "one_time_tokens", ["user_id"])
 
-    # The outbox tables are defined once in common so every service's relay reads the same shape.
-    shared = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    bind = op.get_bind()
-    outbox_table(shared).create(bind)
-    processed_events_table(shared).create(bind)
+    # Literal, as every revision: what common.outbox.outbox_table() and
+    # processed_events_table() made when this revision was written. A later change there
+    # needs a revision of its own (tests/auth_service/test_migrations.py compares).
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("type", sa.Text(), nullable=False),
+        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("aggregate_id", sa.Text(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
+    )
+    op.create_index(
+        "ix_outbox_pending_seq",
+        "outbox",
+        ["seq"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_index(
+        "ix_outbox_pending_aggregate",
+        "outbox",
+        ["aggregate_id", "seq"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_index(
+        "ix_outbox_published_at",
+        "outbox",
+        ["published_at"],
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_processed_events"),
+    )
+    op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"])
 
 
 def downgrade() -> None:
