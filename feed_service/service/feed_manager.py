@@ -9,6 +9,7 @@ its next read from network_service (followees) and post_service (recent posts).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -176,10 +177,18 @@ class FeedManager:
         await self.insert([user_id], entries)
 
     async def unmerge(self, user_id: str, author_id: str) -> None:
-        """Unfollow: every entry of that author leaves the feed (authors are in the members)."""
+        """Unfollow: every entry of that author leaves the feed (authors are in the members),
+        except the posts that mention the reader: those stay whoever wrote them (api.md)."""
         suffix = ":" + author_id
         current = await self.redis.zrange(keys.feed(user_id), 0, -1)
         members = [m for m in current if m.endswith(suffix)]
+        if not members:
+            return
+        # post_service is asked, not the post cache: a cached copy may be gone (flush, TTL).
+        # Its newest `cap` mentions are exact: an older one is outside the feed's window.
+        mentioning = await self.posts.mentioning(user_id, self.settings.feed_cap)
+        kept = {make_entry(*row)[0] for row in mentioning}
+        members = [m for m in members if m not in kept]
         if members:
             await self.redis.zrem(keys.feed(user_id), *members)
 
@@ -363,6 +372,18 @@ class FeedManager:
             pipe.sadd(keys.following(user_id), *followees)
             pipe.pexpire(keys.following(user_id), ttl)
         await pipe.execute()
+        try:
+            entries = await self._rebuilt_entries(user_id, followees)
+            await self.insert([user_id], entries)
+        except BaseException:
+            # A half-built feed must not stay marked built, or no read would rebuild it again.
+            with contextlib.suppress(Exception):
+                await self.redis.delete(keys.feed_meta(user_id))
+            raise
+        _log.info("feed_rebuilt", user_id=user_id, followees=len(followees), entries=len(entries))
+        return len(entries)
+
+    async def _rebuilt_entries(self, user_id: str, followees: Sequence[str]) -> list[Entry]:
         cap = self.settings.feed_cap
         recent = await self.source_entries([user_id, *followees])
         # Posts mentioning the user reach its feed whoever wrote them (post.created puts them
@@ -370,10 +391,7 @@ class FeedManager:
         recent += [make_entry(*row) for row in await self.posts.mentioning(user_id, cap)]
         entries = await self.without_tombstones(list(dict.fromkeys(recent)))
         entries.sort(key=_sort_key, reverse=True)
-        entries = entries[:cap]
-        await self.insert([user_id], entries)
-        _log.info("feed_rebuilt", user_id=user_id, followees=len(followees), entries=len(entries))
-        return len(entries)
+        return entries[:cap]
 
     async def source_entries(self, authors: Sequence[str]) -> list[Entry]:
         """The authors' recent posts from post_service, as a rebuild takes them: enough per

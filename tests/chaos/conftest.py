@@ -1,5 +1,6 @@
 """The chaos test's own platform: backing servers and services not shared with any other test,
-since the test kills and restarts them."""
+since the test kills and restarts them: one per test (the short and the long run each get
+theirs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from tests.chaos.faults import ChaosStack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def chaos_stack(request: pytest.FixtureRequest) -> AsyncIterator[ChaosStack]:
     # Append-only Redis: a restart keeps the data, as a production restart would; losing the
     # feed database is a fault of its own (FLUSHDB).

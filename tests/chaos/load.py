@@ -125,6 +125,21 @@ class LoadDriver:
             elif time.monotonic() > deadline:
                 raise AssertionError("could not register the load's users on a healthy platform")
 
+    async def warm_up(self, deadline_s: float = 120.0) -> None:
+        """Each user's first feed read builds her feed (network_service's first graph query,
+        post_service's first reads): on a cold, loaded machine that can take longer than a
+        service's internal timeout. Retried until every user's read answers 200."""
+        pending = list(self.users)
+        deadline = time.monotonic() + deadline_s
+        while pending:
+            answers = await asyncio.gather(*(self._read_feed(u) for u in pending))
+            ok = [r is not None and r.status_code == 200 for r in answers]
+            pending = [u for u, done in zip(pending, ok, strict=True) if not done]
+            if pending and time.monotonic() > deadline:
+                raise AssertionError(f"{len(pending)} feeds unreadable on a healthy platform")
+            if pending:
+                await asyncio.sleep(1.0)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: every user acts in its own task; new accounts now and then."""
         tasks = [asyncio.create_task(self._user_loop(u, stop)) for u in self.users]
