@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from auth_service.app import create_app, lifespan
 from auth_service.settings import AuthSettings
 from common.cli import service_cli
 
@@ -17,8 +16,7 @@ def _migrate(settings: AuthSettings) -> str:
 cli = service_cli(
     name="auth_service",
     settings=AuthSettings,
-    create_app=create_app,
-    lifespan=lifespan,
+    app_module="auth_service.app",
     default_port=8001,
     migrate=_migrate,
 )

@@ -9,16 +9,20 @@ to the returned typer app.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from fastapi import FastAPI
 
-from common.app import WORKER, S, ServiceLifespan, Wiring
 from common.logging import configure_logging, get_logger
+from common.settings import ServiceSettings
 from common.workers import running
+
+if TYPE_CHECKING:
+    from common.app import Wiring
 
 __all__ = ["run_until_signalled", "service_cli"]
 
@@ -33,6 +37,7 @@ async def run_until_signalled(wiring: AbstractAsyncContextManager[Wiring]) -> No
     The signal cancels this task wherever it is, so one that lands during start-up (a
     lifespan still waiting for its database) stops the process too.
     """
+
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -57,20 +62,25 @@ async def run_until_signalled(wiring: AbstractAsyncContextManager[Wiring]) -> No
             loop.remove_signal_handler(sig)
 
 
+S = TypeVar("S", bound=ServiceSettings)
+
+
 def service_cli(
     *,
     name: str,
     settings: Callable[[], S],
-    create_app: Callable[[S], FastAPI],
-    lifespan: ServiceLifespan[S],
+    app_module: str,
     default_port: int,
     migrate: Callable[[S], str] | None = None,
     help: str | None = None,
 ) -> typer.Typer:
     """The typer app of one service: ``serve``, ``worker`` and ``migrate``.
 
-    ``migrate`` applies the service's schema and returns what to print; a service without a
-    schema gets a ``migrate`` that says so, so every service answers the same commands.
+    ``app_module`` names the service's ``app.py`` (its ``create_app`` and ``lifespan``), imported
+    only by ``serve`` and ``worker``: ``migrate`` (a deployment's first step) need not load the
+    whole service. ``migrate`` applies the service's schema and returns what to print; a
+    service without a schema gets a ``migrate`` that says so, so every service answers the
+    same commands.
     """
     cli = typer.Typer(add_completion=False, no_args_is_help=True, help=help or f"Murmur {name}")
 
@@ -85,13 +95,17 @@ def service_cli(
         """Run the HTTP API (and, unless RUN_WORKERS=false, the background workers)."""
         from common.server import run_http
 
-        run_http(create_app(settings()), host=host, port=port, trusted_proxies=forwarded_allow_ips)
+        app = importlib.import_module(app_module).create_app(settings())
+        run_http(app, host=host, port=port, trusted_proxies=forwarded_allow_ips)
 
     @cli.command()
     def worker() -> None:
         """Run only the background workers (consumers, outbox relay), no HTTP."""
+        from common.app import WORKER
+
         loaded = settings()
         configure_logging(name, loaded.log_level)
+        lifespan = importlib.import_module(app_module).lifespan
         asyncio.run(run_until_signalled(lifespan(loaded, WORKER)))
 
     @cli.command("migrate")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from common.cli import service_cli
-from email_service.app import create_app, lifespan
 from email_service.settings import EmailSettings
 
 cli = service_cli(
     name="email_service",
     settings=EmailSettings,
-    create_app=create_app,
-    lifespan=lifespan,
+    app_module="email_service.app",
     default_port=8005,
 )
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from common.cli import service_cli
 from feed_service import reconcile
-from feed_service.app import create_app, lifespan
 from feed_service.settings import FeedSettings
 
 cli = service_cli(
     name="feed_service",
     settings=FeedSettings,
-    create_app=create_app,
-    lifespan=lifespan,
+    app_module="feed_service.app",
     default_port=8004,
 )
 # Also ``python -m feed_service.reconcile``.

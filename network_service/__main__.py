@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from common.cli import service_cli
-from network_service.app import create_app, lifespan
 from network_service.repository.driver import create_driver
 from network_service.repository.schema import ensure_schema
 from network_service.settings import NetworkSettings
@@ -28,8 +27,7 @@ def _migrate(settings: NetworkSettings) -> str:
 cli = service_cli(
     name="network_service",
     settings=NetworkSettings,
-    create_app=create_app,
-    lifespan=lifespan,
+    app_module="network_service.app",
     default_port=8003,
     migrate=_migrate,
     help="network_service: the follow graph.",

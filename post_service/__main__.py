@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from common.cli import service_cli
-from post_service.app import create_app, lifespan
 from post_service.settings import PostSettings
 
 
@@ -17,8 +16,7 @@ def _migrate(settings: PostSettings) -> str:
 cli = service_cli(
     name="post_service",
     settings=PostSettings,
-    create_app=create_app,
-    lifespan=lifespan,
+    app_module="post_service.app",
     default_port=8002,
     migrate=_migrate,
 )
