@@ -12,8 +12,8 @@ aggregate are published again after it (duplicates, never overtaking).
 
 An event the broker returns as unroutable although a service consumes its type (that service
 has not declared its queue yet) is kept and retried with growing delay
-(:class:`common.messaging.RoutingBackoff`);
-meanwhile the later events of its aggregate wait and other aggregates flow on.
+(:class:`common.messaging.RoutingBackoff`); meanwhile the later events of its aggregate wait
+and other aggregates flow on.
 """
 
 from __future__ import annotations
