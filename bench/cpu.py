@@ -56,12 +56,16 @@ def _all_stats() -> dict[int, _Stat]:
 
 
 def group_seconds(roots: Mapping[str, int | None]) -> dict[str, float]:
-    """CPU seconds so far of each root process and all its descendants (0 when gone)."""
+    """CPU seconds so far of each root process and its descendants (0 when gone), a
+    descendant that is itself a root being left to its own group."""
     stats = _all_stats()
     children: dict[int, list[int]] = {}
     for pid, stat in stats.items():
         children.setdefault(stat.ppid, []).append(pid)
     out: dict[str, float] = {}
+    # A group stops where another group begins: the harness starts the platform's processes,
+    # and each is counted once, in its own group.
+    other_roots = {r for r in roots.values() if r is not None}
     for name, root in roots.items():
         ticks = 0
         todo = [root] if root is not None and root in stats else []
@@ -72,7 +76,7 @@ def group_seconds(roots: Mapping[str, int | None]) -> dict[str, float]:
                 continue
             seen.add(pid)
             ticks += stats[pid].own_ticks + stats[pid].reaped_ticks
-            todo.extend(children.get(pid, ()))
+            todo.extend(c for c in children.get(pid, ()) if c not in other_roots)
         out[name] = ticks / _TICK
     return out
 
