@@ -80,5 +80,20 @@ def report(
     typer.echo(f"wrote {doc} and plots in {img}")
 
 
+@cli.command("pull-data")
+def pull_data(
+    users: int = typer.Option(100_000, help="Users of the data set."),
+    posts: int = typer.Option(10_000_000, help="Posts of the data set."),
+) -> None:
+    """Generate (or finish generating) the pull data set's template in the cache, ahead of a
+    run; `bench run` does the same when the template is missing."""
+    import asyncio
+
+    from bench.runner import prepare_pull_data
+
+    timings = asyncio.run(prepare_pull_data(users, posts))
+    typer.echo(f"pull data set ready: {timings}")
+
+
 if __name__ == "__main__":
     cli()

@@ -179,8 +179,24 @@ def redis_delta(
     return out
 
 
+class _ChildProcess:
+    """A server this run started (and alone stops)."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+
 @dataclass
-class LayerServer:
+class LayerServer(_ChildProcess):
     """One layer of ``bench.bare_app`` under uvicorn, on a fixed free port, one at a time."""
 
     env: dict[str, str]
@@ -211,19 +227,9 @@ class LayerServer:
                 time.sleep(0.2)
         raise RuntimeError(f"layer {layer} did not start")
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-            self.proc = None
-
 
 @dataclass
-class BenchGateway:
+class BenchGateway(_ChildProcess):
     """An nginx rendered from the platform's own gateway template (same routes, workers and
     proxy settings), whose upstreams all point at the layer server: a layer's request takes
     the same location as the real home feed."""
@@ -262,16 +268,6 @@ class BenchGateway:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-            self.proc = None
 
 
 def wrk_closed_loop(url: str, *, seconds: int, threads: int, connections: int) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from bench.cpu import CpuMeter
 from bench.fanout import Lag, VisibilityWatcher
 from bench.graph import Graph, load_edges
 from bench.loader import (
+    RETRIED,
     Account,
     ApiLoader,
     forget_follower_replicas,
@@ -353,6 +354,7 @@ class Bench:
             await asyncio.gather(*(post(a) for a in seeded))
             await self.idle()
             self.results["load"]["seed_posts"] = len(self.posts)
+            self.results["load"]["retried"] = dict(RETRIED)
             self.results["load"]["seed_posts_s"] = time.monotonic() - t5
 
     def _watching(self, watcher: VisibilityWatcher) -> Callable[[Call, Any, float], None]:
@@ -711,7 +713,7 @@ class Bench:
 
     async def push_vs_pull(self) -> None:
         users, posts = self.config.pull_size
-        self.pull_server = PostgresServer(CACHE / "pull-postgres", free_port(), CACHE / "logs")
+        self.pull_server = pull_server()
         await asyncio.to_thread(self.pull_server.start)
         data = PullDataset(self.pull_server.dsn("postgres"), users=users, posts=posts)
         out: dict[str, Any] = {"data_set": {"template": data.template}}
@@ -831,6 +833,20 @@ class Bench:
         self.stack.stop(keep=keep)
         if self.pull_server is not None:
             self.pull_server.stop()  # its data (the template) stays cached
+
+
+def pull_server() -> PostgresServer:
+    """The pull data set's own PostgreSQL, its data kept in the cache between runs."""
+    return PostgresServer(CACHE / "pull-postgres", free_port(), CACHE / "logs")
+
+
+async def prepare_pull_data(users: int, posts: int) -> dict[str, float]:
+    server = pull_server()
+    await asyncio.to_thread(server.start)
+    try:
+        return await PullDataset(server.dsn("postgres"), users=users, posts=posts).ensure(_log)
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 def crossover(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
