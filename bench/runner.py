@@ -97,6 +97,15 @@ class RunConfig:
         return 5.0 if self.smoke else 30.0
 
     @property
+    def follows_in_flight(self) -> int:
+        return min(self.follow_concurrency, 16) if self.smoke else self.follow_concurrency
+
+    @property
+    def follow_seconds(self) -> float:
+        """Smoke mode: 30 s of follows through the API at most, the rest into Neo4j."""
+        return min(self.follow_budget_s, 30.0) if self.smoke else self.follow_budget_s
+
+    @property
     def home_rates(self) -> list[float]:
         if self.smoke:
             return [40, 80]
@@ -282,11 +291,11 @@ class Bench:
             rng.shuffle(shuffled)
             limit = self.config.api_follows
             wanted = shuffled if limit is None else shuffled[:limit]
-            loader.follow_concurrency = self.config.follow_concurrency
+            loader.follow_concurrency = self.config.follows_in_flight
             # In chunks, within a time budget: when the measured rate says the rest would not
             # fit, the rest goes straight into Neo4j (and the report says how many did).
             sample: list[tuple[int, int]] = []
-            chunk = 2000
+            chunk = 200 if self.config.smoke else 2000
             for start in range(0, len(wanted), chunk):
                 part = wanted[start : start + chunk]
                 await loader.follow_all(Graph(graph.name, graph.n, part), by_index)
@@ -294,7 +303,7 @@ class Bench:
                 spent = time.monotonic() - t1
                 left = (len(wanted) - len(sample)) * spent / len(sample)
                 _log(f"{len(sample)} follows through the API ({len(sample) / spent:.0f}/s)")
-                if left and spent + left > self.config.follow_budget_s:
+                if left and spent + left > self.config.follow_seconds:
                     _log(f"the other {len(wanted) - len(sample)} would take {left:.0f}s more")
                     break
             t2 = time.monotonic()
@@ -326,8 +335,8 @@ class Bench:
                 "register_login_s": t1 - t0,
                 "registrations_per_s": graph.n / (t1 - t0),
                 "api_follows": len(sample),
-                "follow_concurrency": self.config.follow_concurrency,
-                "follow_budget_s": self.config.follow_budget_s,
+                "follow_concurrency": self.config.follows_in_flight,
+                "follow_budget_s": self.config.follow_seconds,
                 "follow_s": t2 - t1,
                 "follows_per_s": len(sample) / (t2 - t1),
                 "events_settled_s": t3 - t2,
@@ -824,6 +833,12 @@ class Bench:
         await self._phase("memory", self.memory())
         await self._phase("layers", self.layers())
         await self._phase("pull", self.push_vs_pull())
+        # Events that ended in a dead-letter queue during the run (a failure of the platform).
+        self.results["dead_letters"] = {
+            k: v
+            for k, v in (await asyncio.to_thread(self.stack.queues)).items()
+            if k.endswith(".dead") and v
+        }
         self.results["targets"] = targets(self.results)
         self.results["meta"]["duration_s"] = time.monotonic() - started
         self.results["meta"]["loadavg_end"] = list(os.getloadavg())
