@@ -22,6 +22,7 @@ before the ladder ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform as pyplatform
@@ -223,6 +224,7 @@ class Bench:
     posts: list[tuple[str, str, datetime]] = field(default_factory=list)
     extra_roots: dict[str, int | None] = field(default_factory=dict)
     pull_server: PostgresServer | None = None
+    pull_started: bool = False  # stopped at the end only when this run started it
 
     # ------------------------------------------------------------------ helpers
     def client(self, base_url: str | None = None) -> httpx.AsyncClient:
@@ -722,8 +724,8 @@ class Bench:
 
     async def push_vs_pull(self) -> None:
         users, posts = self.config.pull_size
-        self.pull_server = pull_server()
-        await asyncio.to_thread(self.pull_server.start)
+        self.pull_server = open_pull_server()
+        self.pull_started = await asyncio.to_thread(self.pull_server.start)
         data = PullDataset(self.pull_server.dsn("postgres"), users=users, posts=posts)
         out: dict[str, Any] = {"data_set": {"template": data.template}}
         out["data_set"]["generation_s"] = await data.ensure(_log)
@@ -846,22 +848,29 @@ class Bench:
 
     def stop(self, *, keep: bool) -> None:
         self.stack.stop(keep=keep)
-        if self.pull_server is not None:
+        if self.pull_server is not None and self.pull_started:
             self.pull_server.stop()  # its data (the template) stays cached
 
 
-def pull_server() -> PostgresServer:
-    """The pull data set's own PostgreSQL, its data kept in the cache between runs."""
-    return PostgresServer(CACHE / "pull-postgres", free_port(), CACHE / "logs")
+def open_pull_server() -> PostgresServer:
+    """The pull data set's own PostgreSQL, its data kept in the cache between runs; when it is
+    already running (``bench pull-data`` generating), the same server on its port."""
+    server = PostgresServer(CACHE / "pull-postgres", free_port(), CACHE / "logs")
+    if server.pid() is not None:
+        # postmaster.pid: pid, data directory, start time, port, ...
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            server.port = int((server.data_dir / "postmaster.pid").read_text().splitlines()[3])
+    return server
 
 
 async def prepare_pull_data(users: int, posts: int) -> dict[str, float]:
-    server = pull_server()
-    await asyncio.to_thread(server.start)
+    server = open_pull_server()
+    started = await asyncio.to_thread(server.start)
     try:
         return await PullDataset(server.dsn("postgres"), users=users, posts=posts).ensure(_log)
     finally:
-        await asyncio.to_thread(server.stop)
+        if started:
+            await asyncio.to_thread(server.stop)
 
 
 def crossover(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
