@@ -43,7 +43,7 @@ def _step(rate: float, n: int, passed: bool) -> dict[str, Any]:
 
 
 def test_report_from_a_smoke_run(tmp_path: Path) -> None:
-    home = {
+    home: dict[str, Any] = {
         "steps": [_step(40, 200, True), _step(80, 60, False)],
         "sustainable_rps": 40,
         "deciding_step": 80,
