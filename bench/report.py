@@ -328,11 +328,15 @@ def _fanout_section(fan: dict[str, Any]) -> str:
     )
     if raw:
         text += "\n\n" + _table(
-            ["raw baseline (redis-cli --pipe, no client library)", "per second"],
+            ["raw baseline (redis-cli --pipe, no client library)", "per second", "server µs each"],
             [
-                ["ZADD", _f(raw.get("zadd_per_s"), 0)],
-                ["ZADD + ZREMRANGEBYRANK to the cap", _f(raw.get("zadd_trim_per_s"), 0)],
-                ["ZREVRANGE 0 9 WITHSCORES", _f(raw.get("zrevrange10_per_s"), 0)],
+                ["ZADD", _f(raw.get("zadd_per_s"), 0), _f(raw.get("zadd_server_us"), 2)],
+                ["ZADD + ZREMRANGEBYRANK to the cap", _f(raw.get("zadd_trim_per_s"), 0), "-"],
+                [
+                    "ZREVRANGE 0 9 WITHSCORES",
+                    _f(raw.get("zrevrange10_per_s"), 0),
+                    _f(raw.get("zrevrange10_server_us"), 2),
+                ],
             ],
         )
         text += (

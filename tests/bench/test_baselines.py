@@ -20,6 +20,7 @@ def test_raw_zadd_uses_feed_shaped_skiplists_at_the_cap(redis_server: RedisServe
     assert raw["encoding"] == "skiplist"
     assert raw["zadd_per_s"] > 0 and raw["zadd_trim_per_s"] > 0 and raw["zrevrange10_per_s"] > 0
     assert raw["bytes_per_entry_at_cap"] > 73
+    assert raw["zadd_server_us"] > 0 and raw["zrevrange10_server_us"] > 0
 
 
 async def test_redis_delta_counts_commands_between_snapshots(redis_url: str) -> None:
