@@ -797,6 +797,10 @@ class Bench:
             self.results.setdefault("errors", {})[name] = repr(exc)
             await self.idle()
         self.results.setdefault("meta", {}).setdefault("phase_s", {})[name] = time.monotonic() - t0
+        # What is measured so far survives an interrupted run.
+        self.config.out.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.config.out.with_suffix(".partial.json")
+        partial.write_text(json.dumps(self.results, indent=1, default=str))
 
     async def execute(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -941,6 +945,7 @@ def run(config: RunConfig, *, keep: bool = False) -> Path:
         bench.stop(keep=keep)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(results, indent=1, default=str))
+    config.out.with_suffix(".partial.json").unlink(missing_ok=True)
     target_file = config.out.with_name("targets.json")
     target_file.write_text(json.dumps(results["targets"], indent=1) + "\n")
     _log(f"results written to {config.out}, targets to {target_file}")
