@@ -30,8 +30,8 @@ import typer
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic_settings import SettingsConfigDict
 
-from common.app import create_app
-from common.security import CurrentUser, JWKSClient, TokenVerifier
+from common.app import Role, Wiring, create_app
+from common.security import CurrentUser
 from common.settings import ServiceSettings
 from feed_service.repository import keys
 from feed_service.schemas import PostPage
@@ -41,6 +41,7 @@ __all__ = ["LAYERS", "PULL_QUERY", "BenchAppSettings", "build_app"]
 Layer = Literal["bare", "middleware", "jwt", "redis", "pull"]
 LAYERS: tuple[Layer, ...] = ("bare", "middleware", "jwt", "redis", "pull")
 PATH = "/api/v1/me/feed"
+Limit = Annotated[int, Query(ge=1, le=100)]
 
 # Ten posts of the public shape: the size of the home-feed page the workload reads.
 _PAGE: dict[str, Any] = {
@@ -94,6 +95,7 @@ class BenchAppSettings(ServiceSettings):
 
     layer: Layer = "bare"
     log_level: str = "WARNING"
+    run_workers: bool = False
     redis_url: str = "redis://127.0.0.1:6379/3"
     pull_dsn: str = ""
     pull_pool_size: int = 10
@@ -125,7 +127,6 @@ def _post(row: asyncpg.Record) -> dict[str, Any]:
 
 def _router(layer: Layer) -> APIRouter:
     router = APIRouter()
-    Limit = Annotated[int, Query(ge=1, le=100)]
 
     if layer == "middleware":
 
@@ -173,31 +174,33 @@ def build_app(settings: BenchAppSettings) -> FastAPI:
         return bare
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        jwks: JWKSClient | None = None
-        if layer != "middleware":
-            jwks = JWKSClient(settings.jwks_url)
-            app.state.token_verifier = TokenVerifier(
-                jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-            )
+    async def lifespan(settings: BenchAppSettings, role: Role) -> AsyncIterator[Wiring]:
+        wiring = Wiring()
+        redis: aioredis.Redis | None = None
+        pool: asyncpg.Pool | None = None
         if layer == "redis":
-            app.state.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+            redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+            wiring.state["redis"] = redis
         if layer == "pull":
-            app.state.pull_pool = await asyncpg.create_pool(
+            pool = await asyncpg.create_pool(
                 settings.pull_dsn, min_size=2, max_size=settings.pull_pool_size
             )
+            wiring.state["pull_pool"] = pool
         try:
-            yield
+            yield wiring
         finally:
-            if layer == "redis":
-                await app.state.redis.aclose()
-            if layer == "pull":
-                await app.state.pull_pool.close()
-            if jwks is not None:
-                await jwks.aclose()
+            if redis is not None:
+                await redis.aclose()
+            if pool is not None:
+                await pool.close()
 
+    # Token checks as every service has them (keys from auth_service's JWKS), from "jwt" on.
     return create_app(
-        name="bench_layer", settings=settings, routers=[_router(layer)], lifespan=lifespan
+        name="bench_layer",
+        settings=settings,
+        routers=[_router(layer)],
+        lifespan=lifespan,
+        verify_tokens=layer != "middleware",
     )
 
 

@@ -107,3 +107,20 @@ async def test_pull_data_set_generates_resumes_clones_and_answers(
         assert await conn.fetchval("SELECT count(*) FROM posts WHERE author_id = $1", one) == 50
     finally:
         await conn.close()
+
+
+def test_layers_answer_the_home_feed_path() -> None:
+    from fastapi.testclient import TestClient
+
+    from bench.bare_app import BenchAppSettings, build_app
+
+    for layer in ("bare", "middleware"):
+        with TestClient(build_app(BenchAppSettings(layer=layer))) as client:
+            response = client.get("/api/v1/me/feed?limit=10")
+            assert response.status_code == 200, layer
+            assert len(response.json()["items"]) == 10
+    # From "jwt" on, the services' token check: no token is a 401 problem, not the page.
+    with TestClient(build_app(BenchAppSettings(layer="jwt"))) as client:
+        response = client.get("/api/v1/me/feed")
+        assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
