@@ -77,13 +77,19 @@ chaos-short: deps
 	$(PYTHON) -m pytest -q -s -m "not chaos" tests/chaos/test_chaos.py $(PYTEST_ARGS)
 
 # The benchmark (docs/benchmarks.md): a private platform on free ports, the socfb-Reed98 graph,
-# open-loop load, fan-out lag, baselines; about 11 minutes. Not part of `make test`.
+# home-feed and mixed ladders of 30 s steps, CPU per request from /proc, fan-out, layered
+# baselines and push against pull on a generated 10M-post data set (cached as a template
+# database in ~/.cache/murmur/bench after the first run); about an hour. Not part of `make test`.
 BENCH_OUT ?= bench/results/latest.json
+BENCH_SMOKE_DIR ?= /tmp/murmur-bench-smoke
 
 bench: deps
 	$(PYTHON) -m bench run --out $(BENCH_OUT)
 	$(PYTHON) -m bench report $(BENCH_OUT)
 
-# A few seconds: the load generator, the statistics and the fan-out watcher (also in make test).
+# A few minutes: the benchmark's tests, then the whole path in smoke mode (5 s steps, a 60-user
+# graph, a small pull data set); its results and report go to $(BENCH_SMOKE_DIR), not docs/.
 bench-smoke: deps
 	$(PYTHON) -m pytest -q tests/bench
+	$(PYTHON) -m bench run --smoke --out $(BENCH_SMOKE_DIR)/smoke.json
+	$(PYTHON) -m bench report $(BENCH_SMOKE_DIR)/smoke.json --doc $(BENCH_SMOKE_DIR)/benchmarks.md --img $(BENCH_SMOKE_DIR)/img

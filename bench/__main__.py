@@ -12,12 +12,22 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True)
 
 @cli.command()
 def run(
-    quick: bool = typer.Option(
-        False, help="A tiny graph and short steps: the whole path in minutes."
+    smoke: bool = typer.Option(
+        False,
+        help="A 60-user graph, 5 s steps and a small pull data set: the whole path in minutes "
+        "(its figures are not the targets' measure).",
     ),
     out: Path | None = typer.Option(None, help="Results JSON (default bench/results/<time>.json)."),
     keep: bool = typer.Option(False, help="Keep the temporary directory (logs) afterwards."),
-    profile: bool = typer.Option(True, help="py-spy the services during one mixed step."),
+    step_s: float | None = typer.Option(
+        None, help="Seconds per ladder step (default 30; 5 smoke)."
+    ),
+    confirm: bool = typer.Option(True, help="Rerun the first failing step of each ladder."),
+    phases: str = typer.Option(
+        "home,mixed,loglevel,fanout,memory,layers,pull", help="Comma-separated phases to run."
+    ),
+    pull_users: int | None = typer.Option(None, help="Users of the pull data set (100,000)."),
+    pull_posts: int | None = typer.Option(None, help="Posts of the pull data set (10 million)."),
     seed: int = 42,
     api_follows: int = typer.Option(
         -1,
@@ -36,12 +46,16 @@ def run(
     from bench.runner import run as run_bench
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = out or Path("bench/results") / f"{stamp}{'-quick' if quick else ''}.json"
+    target = out or Path("bench/results") / f"{stamp}{'-smoke' if smoke else ''}.json"
     config = RunConfig(
-        quick=quick,
+        smoke=smoke,
         out=target,
         seed=seed,
-        profile=profile,
+        step_seconds=step_s,
+        confirm=confirm,
+        phases=tuple(p.strip() for p in phases.split(",") if p.strip()),
+        pull_users=pull_users,
+        pull_posts=pull_posts,
         api_follows=None if api_follows < 0 else api_follows,
         follow_concurrency=follow_concurrency,
         follow_budget_s=follow_budget_s,
@@ -55,12 +69,30 @@ def report(
     results: Path,
     doc: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown file to write."),
     img: Path = typer.Option(Path("docs/img"), help="Directory for the PNG plots."),
+    before: Path | None = typer.Option(
+        None, help="An earlier run's results JSON: its targets become the 'before' column."
+    ),
 ) -> None:
     """Render the results JSON as docs/benchmarks.md with PNG plots."""
     from bench.report import render
 
-    render(results, doc, img)
+    render(results, doc, img, before)
     typer.echo(f"wrote {doc} and plots in {img}")
+
+
+@cli.command("pull-data")
+def pull_data(
+    users: int = typer.Option(100_000, help="Users of the data set."),
+    posts: int = typer.Option(10_000_000, help="Posts of the data set."),
+) -> None:
+    """Generate (or finish generating) the pull data set's template in the cache, ahead of a
+    run; `bench run` does the same when the template is missing."""
+    import asyncio
+
+    from bench.runner import prepare_pull_data
+
+    timings = asyncio.run(prepare_pull_data(users, posts))
+    typer.echo(f"pull data set ready: {timings}")
 
 
 if __name__ == "__main__":

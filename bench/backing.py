@@ -156,13 +156,18 @@ class BenchStack:
         if not keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def queue_depth(self) -> int:
-        """Messages ready or unacknowledged in every RabbitMQ queue (0: the system is idle)."""
+    def queues(self) -> dict[str, int]:
+        """Messages ready or unacknowledged in each RabbitMQ queue."""
         response = httpx.get(
             f"{self.rabbitmq.management_url}/api/queues", auth=("guest", "guest"), timeout=10
         )
         response.raise_for_status()
-        return sum(int(q.get("messages", 0) or 0) for q in response.json())
+        return {str(q["name"]): int(q.get("messages", 0) or 0) for q in response.json()}
+
+    def queue_depth(self) -> int:
+        """Messages waiting to be worked on (0: the system is idle). Dead-letter queues are
+        left out: nothing consumes them, so they never drain (the run reports them)."""
+        return sum(n for name, n in self.queues().items() if not name.endswith(".dead"))
 
     def versions(self) -> dict[str, str]:
         def out(cmd: list[str]) -> str:

@@ -8,14 +8,20 @@ from pathlib import Path
 
 __all__ = ["REED98", "Graph", "load_edges"]
 
-REED98 = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "datasets"
-    / "social-graph"
-    / "socfb-Reed98"
-    / "socfb-Reed98.edges"
-)
+_RELATIVE = Path("shared/datasets/social-graph/socfb-Reed98/socfb-Reed98.edges")
+
+
+def _find_reed98() -> Path:
+    """``shared/`` beside the checkout: /work/main and the worktrees under /work/wt alike."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / _RELATIVE
+        if candidate.exists():
+            return candidate
+    return here.parents[2] / _RELATIVE
+
+
+REED98 = _find_reed98()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from bench.graph import Graph
 from feed_service.repository import keys
 
 __all__ = [
+    "RETRIED",
     "Account",
     "ApiLoader",
     "forget_follower_replicas",
@@ -24,6 +25,10 @@ __all__ = [
 
 PASSWORD = "bench-password-1"
 T = TypeVar("T")
+# Statuses and transport errors retried while loading, by kind (reported with the run): a
+# 500 is retried too, so a struggling dependency on a busy machine does not end the load,
+# but it is counted, since the platform should have answered 503.
+RETRIED: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,15 @@ async def _retrying(
         try:
             response = await send()
         except httpx.TransportError:
+            RETRIED["transport"] = RETRIED.get("transport", 0) + 1
             await asyncio.sleep(delay)
             delay *= 2
             continue
         if response.status_code in ok:
             return response
-        if response.status_code not in {429, 502, 503, 504, *also_retry}:
+        if response.status_code not in {429, 500, 502, 503, 504, *also_retry}:
             raise RuntimeError(f"unexpected {response.status_code}: {response.text[:300]}")
+        RETRIED[str(response.status_code)] = RETRIED.get(str(response.status_code), 0) + 1
         await asyncio.sleep(min(float(response.headers.get("retry-after", delay)), delay))
         delay = min(delay * 2, 5.0)
     raise RuntimeError("gave up after retries")

@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
+    "MIN_P99_SAMPLES",
     "PERCENTILES",
     "Summary",
+    "passes",
     "percentile",
     "summarize",
     "sustainable_rate",
+    "tail_label",
 ]
 
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
@@ -85,22 +88,57 @@ def summarize(
     )
 
 
-def sustainable_rate(
-    summaries: Iterable[Summary], *, p99_limit_ms: float = 100.0, max_error_rate: float = 0.01
-) -> float | None:
-    """The highest offered rate whose p99 stays under the limit with (almost) no errors.
+MIN_P99_SAMPLES = 100
+"""Below this many samples a "p99" is the worst sample or nearly: it is reported as max of n."""
 
-    Taken literally (the highest passing rate, not the last one before the first failure): on
-    a machine shared with other work a low rate can fail by noise while higher ones pass; the
-    full ladder is reported next to it.
+
+def tail_label(values: Sequence[float] | int, p99_ms: float, max_ms: float) -> str:
+    """``p99 12.3 ms`` over at least :data:`MIN_P99_SAMPLES` samples, else ``max of n 12.3 ms``."""
+    n = values if isinstance(values, int) else len(values)
+    if n >= MIN_P99_SAMPLES:
+        return f"p99 {p99_ms:.1f} ms"
+    return f"max of {n} {max_ms:.1f} ms"
+
+
+def passes(
+    summary: Summary,
+    *,
+    p99_limit_ms: float = 50.0,
+    max_error_rate: float = 0.0,
+    min_samples: int = MIN_P99_SAMPLES,
+) -> bool:
+    """The target's measure: p99 under the limit over enough samples, no (or few) errors.
+
+    A step with fewer than ``min_samples`` successes cannot show a p99 and does not pass.
+    """
+    return (
+        summary.ok >= min_samples
+        and summary.p99_ms < p99_limit_ms
+        and summary.error_rate <= max_error_rate
+    )
+
+
+def sustainable_rate(
+    summaries: Iterable[Summary],
+    *,
+    p99_limit_ms: float = 50.0,
+    max_error_rate: float = 0.0,
+    min_samples: int = MIN_P99_SAMPLES,
+) -> float | None:
+    """The highest offered rate at which that step and every lower one pass (monotone).
+
+    The steps are taken in order of offered rate; the first failing step ends the count, so a
+    higher step that passes by luck after a failure is not the sustainable rate. ``None`` when
+    the lowest step already fails.
     """
     best: float | None = None
-    for summary in summaries:
-        if (
-            summary.ok > 0
-            and summary.p99_ms < p99_limit_ms
-            and summary.error_rate <= max_error_rate
-            and (best is None or summary.offered_rps > best)
+    for summary in sorted(summaries, key=lambda s: s.offered_rps):
+        if not passes(
+            summary,
+            p99_limit_ms=p99_limit_ms,
+            max_error_rate=max_error_rate,
+            min_samples=min_samples,
         ):
-            best = summary.offered_rps
+            break
+        best = summary.offered_rps
     return best
