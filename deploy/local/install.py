@@ -306,7 +306,7 @@ def ensure_jaeger(version: str = JAEGER_VERSION) -> Path:
                 "./cmd/jaeger",
             ],
             env=_go_env(),
-            timeout=3600,
+            timeout=7200,
         )
 
     return _go_binary_once("jaeger", version, build)
@@ -328,7 +328,7 @@ def ensure_promtool(version: str = PROMETHEUS_VERSION) -> Path:
                 f"{PROMETHEUS_MODULE}/cmd/promtool@{version}",
             ],
             env={**_go_env(), "GOBIN": str(out)},
-            timeout=3600,
+            timeout=7200,
         )
 
     return _go_binary_once("promtool", version, build)
