@@ -9,6 +9,7 @@ import uuid
 from contextvars import ContextVar
 
 import structlog
+from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.types import EventDict, Processor, WrappedLogger
@@ -17,6 +18,7 @@ __all__ = [
     "CORRELATION_HEADER",
     "THIRD_PARTY_LOG_FLOORS",
     "CorrelationIdMiddleware",
+    "add_trace_ids",
     "bind_correlation_id",
     "configure_logging",
     "correlation_id",
@@ -54,6 +56,18 @@ def _add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Add ``trace_id`` and ``span_id`` (hex, as Jaeger shows them) while a span is current.
+
+    Lines written outside any span (every line while tracing is off) are unchanged.
+    """
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(span_context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(span_context.span_id))
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record (ours and third-party stdlib ones) to stdout as one JSON line.
 
@@ -67,6 +81,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service,
+        add_trace_ids,
     ]
     structlog.configure(
         processors=[

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from deploy.local import install
+from deploy.local.jaeger import JaegerServer
 from deploy.local.mailpit import MailpitServer
 from deploy.local.neo4j_server import Neo4jServer
 from deploy.local.postgres import PostgresServer
@@ -114,6 +115,7 @@ _INSTALL_STEPS: dict[str, Callable[[], object]] = {
     "rabbitmq": lambda: install.ensure_apt("rabbitmq-server"),
     "neo4j": install.ensure_neo4j_launcher,
     "mailpit": install.ensure_mailpit,
+    "jaeger": install.ensure_jaeger,
 }
 _FIXTURE_DEPENDENCIES = {
     "make_database": "postgres",
@@ -264,6 +266,19 @@ def neo4j(_servers: _Servers) -> Neo4jServer:
 @pytest.fixture(scope="session")
 def mailpit(_servers: _Servers) -> MailpitServer:
     return _servers.start(MailpitServer(_servers.dir("mailpit"), free_port(), free_port()))
+
+
+@pytest.fixture(scope="session")
+def jaeger(_servers: _Servers) -> JaegerServer:
+    """Jaeger v2 on free ports: OTLP in (``otlp_http_url``), the query API at ``api_url``."""
+    server = JaegerServer(
+        _servers.dir("jaeger"),
+        free_port(),
+        free_port(),
+        free_port(),
+        query_grpc_port=free_port(),
+    )
+    return _servers.start(server)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """Install what the local servers need, on first use, from the reachable registries.
 
 Debian packages (PostgreSQL 15, Redis 7, RabbitMQ 3.10), the embedded Neo4j launcher (Maven
-Central) and Mailpit, the development inbox (Go module proxy); the last two are built once and
-cached under ~/.cache/murmur. Each step is a no-op when its result is already there.
+Central), Mailpit, the development inbox, Jaeger, the trace store, and promtool, the alert
+rules' checker (all three from the Go module proxy); everything but the Debian packages is
+built once and cached under ~/.cache/murmur. Each step is a no-op when its result is already
+there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from deploy.local.process import ServerError, run
@@ -26,6 +28,13 @@ MAILPIT_UI_SOURCE = Path(__file__).parent / "mailpit-ui"
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 MAILPIT_MODULE = "github.com/axllent/mailpit"
 MAILPIT_VERSION = "v1.33.1"
+# Jaeger v2 (the OpenTelemetry-collector based `cmd/jaeger`) ships in the module's v1 tags:
+# Go modules cannot carry a v2 tag without a /v2 path, so v1.75.0 is the v2 binary's release.
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+JAEGER_VERSION = "v1.75.0"
+# Prometheus' Go module tags v0.3MM.P are its releases 3.MM.P.
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+PROMETHEUS_VERSION = "v0.316.0"
 GO = Path("/usr/local/go/bin/go")  # where Go's own tarball installs; PATH is tried first
 
 # Debian package -> a file it installs that we use.
@@ -165,7 +174,7 @@ def go_bin() -> Path:
         return Path(found)
     if GO.exists():
         return GO
-    raise ServerError(f"Go is needed once to build Mailpit: not on PATH nor at {GO}")
+    raise ServerError(f"Go is needed once to build Mailpit, Jaeger and promtool: not at {GO}")
 
 
 def _go_env() -> dict[str, str]:
@@ -199,9 +208,7 @@ def ensure_mailpit(version: str = MAILPIT_VERSION) -> Path:
         with tempfile.TemporaryDirectory(prefix="mailpit-build-", dir=cache_dir()) as tmp:
             src = Path(tmp) / "src"
             # The module cache is read-only; the build writes node_modules and the UI bundle.
-            shutil.copytree(json.loads(download.stdout)["Dir"], src, copy_function=shutil.copyfile)
-            for directory, _, _ in os.walk(src):
-                Path(directory).chmod(0o755)
+            _writable_copy(Path(json.loads(download.stdout)["Dir"]), src)
             for name in ("package.json", "package-lock.json", "build.mjs"):
                 shutil.copyfile(MAILPIT_UI_SOURCE / name, src / name)
             # --ignore-scripts: no package runs code at install (esbuild's binary comes as an
@@ -234,3 +241,94 @@ def ensure_mailpit(version: str = MAILPIT_VERSION) -> Path:
             shutil.rmtree(target, ignore_errors=True)
             out.rename(target)
     return binary
+
+
+def _go_download(module: str, version: str) -> Path:
+    """The module's source in the Go module cache (read-only)."""
+    download = run(
+        [str(go_bin()), "mod", "download", "-json", f"{module}@{version}"],
+        env=_go_env(),
+        timeout=900,
+    )
+    return Path(json.loads(download.stdout)["Dir"])
+
+
+def _writable_copy(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    for directory, _, _ in os.walk(target):
+        Path(directory).chmod(0o755)
+
+
+def _go_binary_once(name: str, version: str, build: Callable[[Path, Path], None]) -> Path:
+    """The cached ``~/.cache/murmur/<name>-<version>/<name>``, built by ``build(tmp, out)`` once.
+
+    ``build`` writes the binary into ``out``; the directory replaces the cache entry only once
+    complete, under a lock, so parallel first uses build once and a failed build leaves nothing.
+    """
+    target = cache_dir() / f"{name}-{version}"
+    binary = target / name
+    if binary.exists():
+        return binary
+    with _lock(f"{name}-{version}"):
+        if binary.exists():
+            return binary
+        with tempfile.TemporaryDirectory(prefix=f"{name}-build-", dir=cache_dir()) as tmp:
+            out = Path(tmp) / "out"
+            build(Path(tmp), out)
+            shutil.rmtree(target, ignore_errors=True)
+            out.rename(target)
+    return binary
+
+
+def ensure_jaeger(version: str = JAEGER_VERSION) -> Path:
+    """Build Jaeger v2 (`cmd/jaeger`) once; return the binary's path.
+
+    Its go.mod has a replace directive, which `go install pkg@version` refuses, so it is built
+    inside a writable copy of the module. The module carries no web UI: the bundle lives in a
+    git submodule (jaeger-ui) that the module zip leaves out and no reachable registry serves,
+    so the UI on :16686 is Jaeger's own placeholder page; the query API behind it is complete.
+    """
+
+    def build(tmp: Path, out: Path) -> None:
+        src = tmp / "src"
+        _writable_copy(_go_download(JAEGER_MODULE, version), src)
+        stamp = f"{JAEGER_MODULE}/internal/version.latestVersion={version}"
+        run(
+            [
+                str(go_bin()),
+                "build",
+                "-C",
+                str(src),
+                "-trimpath",
+                f"-ldflags=-s -w -X {stamp}",
+                "-o",
+                str(out / "jaeger"),
+                "./cmd/jaeger",
+            ],
+            env=_go_env(),
+            timeout=7200,
+        )
+
+    return _go_binary_once("jaeger", version, build)
+
+
+def ensure_promtool(version: str = PROMETHEUS_VERSION) -> Path:
+    """Build promtool once (`go install`, no replace directives); return the binary's path."""
+    major_minor, patch = version.removeprefix("v0.").split(".")
+    release = f"{int(major_minor) // 100}.{int(major_minor) % 100}.{patch}"
+
+    def build(_: Path, out: Path) -> None:
+        run(
+            [
+                str(go_bin()),
+                "install",
+                "-trimpath",
+                # `promtool --version` reports the release, as upstream's builds do.
+                f"-ldflags=-s -w -X github.com/prometheus/common/version.Version={release}",
+                f"{PROMETHEUS_MODULE}/cmd/promtool@{version}",
+            ],
+            env={**_go_env(), "GOBIN": str(out)},
+            timeout=7200,
+        )
+
+    return _go_binary_once("promtool", version, build)

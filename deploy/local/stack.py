@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deploy.local.jaeger import JaegerServer
 from deploy.local.mailpit import MailpitServer
 from deploy.local.neo4j_server import Neo4jServer
 from deploy.local.postgres import PostgresServer
@@ -14,7 +15,7 @@ from deploy.local.redis_servers import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASES = ("murmur_auth", "murmur_post")
-NAMES = ("postgres", "redis", "rabbitmq", "neo4j", "mailpit")
+NAMES = ("postgres", "redis", "rabbitmq", "neo4j", "mailpit", "jaeger")
 
 
 def state_root() -> Path:
@@ -32,4 +33,5 @@ def default_servers(root: Path | None = None) -> dict[str, ManagedServer]:
         ),
         "neo4j": Neo4jServer(root / "neo4j", 7687, logs),
         "mailpit": MailpitServer(root / "mailpit", 1025, 8025, logs),
+        "jaeger": JaegerServer(root / "jaeger", 16686, 4317, 4318, logs),
     }

@@ -130,7 +130,7 @@ def test_services_run_their_own_module_with_prefixed_settings(compose: dict[str,
         assert svc["command"][-1] == str(port)
         env = svc["environment"]
         assert env["SERVICE_PORT"] == str(port)
-        settings = {k for k in env if k != "SERVICE_PORT"}
+        settings = {k for k in env if k != "SERVICE_PORT" and not k.startswith("OTEL_")}
         assert settings and all(k.startswith(PREFIX[name]) for k in settings), settings
         assert f"{PREFIX[name]}AMQP_URL" in env
     assert "AUTH_DATABASE_URL" in compose["services"]["auth"]["environment"]
@@ -140,6 +140,20 @@ def test_services_run_their_own_module_with_prefixed_settings(compose: dict[str,
     assert compose["services"]["email"]["environment"]["EMAIL_SMTP_HOST"] == "mailpit"
     for job in MIGRATIONS:
         assert compose["services"][job]["command"][-1] == "migrate"
+
+
+def test_tracing_is_off_unless_an_endpoint_is_given(raw: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = _interpolate(raw, {})["services"][name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""  # common.tracing: off
+        assert env["OTEL_SERVICE_NAME"] == f"{name}_service"
+        on = _interpolate(raw, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"})
+        assert on["services"][name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == (
+            "http://jaeger:4318"
+        )
+    jaeger = raw["services"]["jaeger"]
+    assert jaeger["profiles"] == ["tracing"]
+    assert jaeger["image"].startswith("jaegertracing/jaeger:2.")
 
 
 def test_secrets_come_from_the_environment(raw: dict[str, Any]) -> None:

@@ -96,6 +96,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- $root := .root }}
 {{- $p := printf "%s_" (upper .component) }}
 {{- include "murmur.secretEnv" (dict "root" $root "name" (printf "%sAMQP_URL" $p) "key" "amqp-url") }}
+{{- if $root.Values.tracing.otlpEndpoint }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "%s_service" .component }}
+{{- end }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sINTERNAL_TOKEN" $p) "key" "internal-token") }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" (printf "%sREDIS_URL" $p) "key" "redis-url") }}
 {{- if eq .component "auth" }}
