@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -14,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.failures import conditional_dependency_errors, dependency_errors, is_transient
 from common.logging import get_logger
 
 __all__ = [
@@ -31,9 +31,7 @@ __all__ = [
     "Unauthorized",
     "UnhandledErrorMiddleware",
     "Unprocessable",
-    "dependency_errors",
     "install_problem_handlers",
-    "is_dependency_error",
     "problem_response",
     "problem_responses",
 ]
@@ -206,127 +204,6 @@ class ServiceUnavailable(ProblemError):
         return {"dependency": self.dependency} if self.dependency else {}
 
 
-def _optional_classes() -> Iterator[type[Exception]]:
-    """Connection-level errors of the client libraries Murmur uses (each import optional)."""
-    try:
-        import asyncpg
-
-        yield asyncpg.PostgresConnectionError
-        yield asyncpg.ConnectionDoesNotExistError
-        yield asyncpg.CannotConnectNowError
-        yield asyncpg.TooManyConnectionsError
-        # A connection left mid-operation by a server that went away: "cannot switch to
-        # state 11; another operation (2) is in progress", "connection is closed".
-        yield asyncpg.InterfaceError
-        yield asyncpg.InternalClientError
-    except ImportError:
-        pass
-    try:
-        import sqlalchemy.exc
-
-        yield sqlalchemy.exc.OperationalError
-        yield sqlalchemy.exc.InterfaceError
-        yield sqlalchemy.exc.DisconnectionError
-        yield sqlalchemy.exc.TimeoutError  # connection pool exhausted
-    except ImportError:
-        pass
-    try:
-        import redis.exceptions
-
-        yield redis.exceptions.ConnectionError
-        yield redis.exceptions.TimeoutError
-        yield redis.exceptions.ClusterDownError
-        yield redis.exceptions.TryAgainError
-    except ImportError:
-        pass
-    try:
-        import aiormq.exceptions
-
-        yield aiormq.exceptions.AMQPConnectionError
-        yield aiormq.exceptions.ChannelInvalidStateError
-    except ImportError:
-        pass
-    try:
-        import aio_pika.exceptions
-
-        yield aio_pika.exceptions.AMQPConnectionError
-    except ImportError:
-        pass
-    try:
-        import neo4j.exceptions
-
-        yield neo4j.exceptions.ServiceUnavailable
-        yield neo4j.exceptions.SessionExpired
-        yield neo4j.exceptions.TransientError
-    except ImportError:
-        pass
-    try:
-        import httpx
-
-        yield httpx.TransportError
-    except ImportError:
-        pass
-    try:
-        import limits.errors
-
-        yield limits.errors.StorageError
-    except ImportError:
-        pass
-
-
-_DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    ConnectionError,
-    TimeoutError,
-    *_optional_classes(),
-)
-
-
-def dependency_errors() -> tuple[type[Exception], ...]:
-    """Exceptions meaning "a dependency is down": answered 503 with Retry-After, never 500.
-
-    The one list of transient dependency errors: the consumers' retry
-    (``common.messaging.is_transient``) classifies with :func:`is_dependency_error` too.
-    """
-    return _DEPENDENCY_ERRORS
-
-
-def _wrapper_classes() -> Iterator[type[Exception]]:
-    """Exception classes that may carry a dependency error as their cause."""
-    try:
-        import sqlalchemy.exc
-
-        yield sqlalchemy.exc.DBAPIError
-    except ImportError:
-        pass
-
-
-def _connection_invalidated(exc: BaseException) -> bool:
-    try:
-        import sqlalchemy.exc
-    except ImportError:  # pragma: no cover - every service has SQLAlchemy
-        return False
-    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
-
-
-def is_dependency_error(exc: BaseException) -> bool:
-    """Whether ``exc`` or an explicit cause of it means a dependency is down or unreachable.
-
-    Walks the ``__cause__`` chain: SQLAlchemy wraps the driver's error in its own classes
-    (asyncpg's InternalClientError arrives as ``sqlalchemy.exc.InternalError``).
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _DEPENDENCY_ERRORS) or _connection_invalidated(current):
-            return True
-        # Only explicit causes: an error raised while handling a ConnectionError is not
-        # itself about a dependency being down.
-        current = current.__cause__
-    return False
-
-
 async def _problem_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return exc.to_response()
@@ -356,6 +233,10 @@ async def _http_exception_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not is_transient(exc):
+        # A wrapper with no dependency error in it (a DBAPIError of a bug, a 404 from a
+        # client's raise_for_status), or a PermanentError in the chain: a 500.
+        raise exc  # to UnhandledErrorMiddleware
     # The type only: messages of database errors embed SQL parameters (emails, hashes).
     log.warning(
         "dependency_unavailable",
@@ -370,14 +251,6 @@ async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
-async def _wrapped_dependency_handler(request: Request, exc: Exception) -> JSONResponse:
-    # SQLAlchemy's wrappers (DBAPIError, InternalError) say what failed only in their cause:
-    # asyncpg's CannotConnectNowError arrives as a bare DBAPIError.
-    if is_dependency_error(exc):
-        return await _dependency_down_handler(request, exc)
-    raise exc  # to UnhandledErrorMiddleware: a 500
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error response of ``app`` an RFC 9457 problem.
 
@@ -388,10 +261,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)
-    for exc_class in dependency_errors():
+    # The one list of transient failures (common.failures), the consumers' retry list too.
+    for exc_class in (*dependency_errors(), *conditional_dependency_errors()):
         app.add_exception_handler(exc_class, _dependency_down_handler)
-    for wrapper in _wrapper_classes():
-        app.add_exception_handler(wrapper, _wrapped_dependency_handler)
 
 
 class UnhandledErrorMiddleware:

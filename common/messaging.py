@@ -25,8 +25,6 @@ from typing import Any, Final
 
 import aio_pika
 import aiormq.exceptions
-import asyncpg
-import httpx
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -37,7 +35,6 @@ from aio_pika.abc import (
 )
 from redis.asyncio import Redis, RedisCluster
 
-from common.errors import is_dependency_error
 from common.events import (
     EVENT_TYPES,
     EventDecodeError,
@@ -45,6 +42,7 @@ from common.events import (
     consumers_of,
     parse_payload,
 )
+from common.failures import PermanentError, TransientError, is_transient
 from common.logging import bind_correlation_id, get_logger
 from common.time import format_timestamp, utcnow
 
@@ -80,14 +78,6 @@ DEFAULT_RETRY_DELAYS_MS: Final = (1000, 5000, 30000)
 _log = get_logger("common.messaging")
 
 
-class TransientError(Exception):
-    """Raised by a handler to say: retry later with backoff."""
-
-
-class PermanentError(Exception):
-    """Raised by a handler to say: this message can never succeed, dead-letter it now."""
-
-
 class UnroutableError(Exception):
     """The broker returned a mandatory publish: no queue is bound for its routing key."""
 
@@ -102,42 +92,6 @@ def dead_queue_name(service: str) -> str:
 
 def retry_queue_name(service: str, delay_ms: int) -> str:
     return f"{service}.events.retry.{delay_ms}"
-
-
-# Besides a dependency down (common.errors' one list): busy or a lost race, retrying can succeed.
-_RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
-    TransientError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failure is worth retrying: a dependency down or busy, not a bug or bad data.
-
-    Walks the ``__cause__`` chain: SQLAlchemy and other wrappers hide the driver's exception.
-    PermanentError anywhere in the chain wins.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    transient = False
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, PermanentError):
-            return False
-        if (
-            isinstance(current, _RETRYABLE_TYPES)
-            or is_dependency_error(current)
-            or (
-                isinstance(current, httpx.HTTPStatusError)
-                and (current.response.status_code >= 500 or current.response.status_code == 429)
-            )
-        ):
-            transient = True
-        # Only explicit causes: an error raised while handling a ConnectionError is not
-        # itself about a dependency being down.
-        current = current.__cause__
-    return transient
 
 
 async def declare_topology(

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from common.app import Role, Wiring
 from common.app import create_app as create_service_app
-from common.errors import dependency_errors
+from common.failures import dependency_errors
 from common.health import amqp_check, neo4j_check
 from common.logging import get_logger
 from common.messaging import Consumer, Publisher

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from common.errors import dependency_errors
+from common.failures import dependency_errors
 from common.ids import new_id
 from common.messaging import Publisher
 from common.relay import PendingEvent, Relay

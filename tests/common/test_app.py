@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
 from common.app import Role, Wiring, create_app
-from common.errors import dependency_errors
+from common.failures import dependency_errors
 from common.health import http_check, redis_check
 from common.security import JWKSClient, StaticKeySource, TokenVerifier
 from common.settings import ServiceSettings

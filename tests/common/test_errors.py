@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -23,8 +25,12 @@ from common.errors import (
     Unauthorized,
     problem_responses,
 )
+from common.failures import PermanentError
 from common.settings import ServiceSettings
+from tests.support.failures import TRANSIENT_DEPENDENCY_ERRORS
 from tests.support.server import free_port, serve
+
+TRANSIENT = dict(TRANSIENT_DEPENDENCY_ERRORS)
 
 SECRET_INTERNALS = "db-primary.internal:5432 password=hunter2"
 
@@ -88,6 +94,19 @@ def build_app(max_body_bytes: int = 1_048_576) -> FastAPI:
     async def http_down() -> None:
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{free_port()}/")
+
+    @router.get("/dependency/{name}")
+    async def dependency_raises(name: str) -> None:
+        raise TRANSIENT[name]()
+
+    @router.get("/upstream/{status}")
+    async def upstream(status: int) -> None:
+        request = httpx.Request("GET", "http://network/internal/users/x/followees")
+        httpx.Response(status, request=request).raise_for_status()
+
+    @router.get("/permanent")
+    async def permanent() -> None:
+        raise PermanentError("bad data") from ConnectionError(SECRET_INTERNALS)
 
     @router.get("/unavailable")
     async def unavailable() -> None:
@@ -252,6 +271,29 @@ async def test_dependency_down_is_503_with_retry_after(
     assert "127.0.0.1" not in response.text
 
 
+@pytest.mark.parametrize("name", sorted(TRANSIENT))
+async def test_each_transient_dependency_error_is_503(client: httpx.AsyncClient, name: str) -> None:
+    response = await client.get(f"/dependency/{name}")
+    body = assert_problem(response, 503)
+    assert int(response.headers["retry-after"]) > 0
+    assert body["title"] == "Service Unavailable"
+
+
+@pytest.mark.parametrize(("status", "answer"), [(503, 503), (429, 503), (404, 500)])
+async def test_an_upstream_status_error_is_503_only_when_transient(
+    client: httpx.AsyncClient, status: int, answer: int
+) -> None:
+    assert_problem(await client.get(f"/upstream/{status}"), answer)
+
+
+async def test_a_permanent_error_over_a_dependency_error_is_500(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/permanent")
+    assert_problem(response, 500)
+    assert "hunter2" not in response.text
+
+
 async def test_service_unavailable_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/unavailable")
     body = assert_problem(response, 503)
@@ -356,3 +398,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
                 headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
     return status, headers, body
+
+
+def test_importing_the_error_handlers_loads_no_database_client() -> None:
+    # Every process imports common.errors (CLIs, migrations, workers): the client libraries'
+    # errors are matched lazily, so none of them is imported with it.
+    code = (
+        "import sys, common.errors, common.failures;"
+        " print(sorted(m for m in ('asyncpg', 'sqlalchemy', 'neo4j', 'redis', 'aio_pika',"
+        " 'limits') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
