@@ -17,7 +17,7 @@ from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.db import create_engine, session_factory
 from common.health import postgres_check
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
 from common.redis_client import connect_redis

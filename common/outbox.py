@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.logging import get_logger
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.relay import PendingEvent, Relay, wait_for_event
 
 __all__ = [

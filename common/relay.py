@@ -30,7 +30,8 @@ from pydantic import ValidationError
 
 from common.events import EventEnvelope, consumers_of
 from common.logging import get_logger
-from common.messaging import Publisher, RoutingBackoff, UnroutableError
+from common.messaging.publisher import Publisher, UnroutableError
+from common.messaging.routing import RoutingBackoff
 
 __all__ = [
     "Claim",

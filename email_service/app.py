@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.health import amqp_check, redis_check
-from common.messaging import Consumer
+from common.messaging.consumer import Consumer
 from common.redis_client import connect_redis
 from common.sealing import sealer
 from common.workers import BackgroundTask

@@ -16,7 +16,7 @@ from common.errors import problem_response
 from common.health import redis_check
 from common.internal import internal_headers
 from common.logging import get_logger
-from common.messaging import Consumer
+from common.messaging.consumer import Consumer
 from common.workers import BackgroundTask
 from feed_service.api import feed, notifications
 from feed_service.events.handlers import CONSUMER, FeedEvents

@@ -13,11 +13,12 @@ from common.app import create_app as create_service_app
 from common.failures import dependency_errors
 from common.health import amqp_check, neo4j_check
 from common.logging import get_logger
-from common.messaging import Consumer, Publisher
+from common.messaging.consumer import Consumer
+from common.messaging.publisher import Publisher
 from common.ratelimit import RateLimiter
 from common.workers import BackgroundTask
 from network_service.api import internal, public
-from network_service.events.handlers import UserEventHandlers
+from network_service.events.handlers import build_handlers
 from network_service.repository.driver import Graph, create_driver
 from network_service.repository.schema import ensure_schema
 from network_service.service.follows import PRODUCER, FollowService
@@ -92,7 +93,7 @@ async def lifespan(settings: NetworkSettings, role: Role) -> AsyncIterator[Wirin
             consumer = Consumer(
                 amqp_url,
                 service=SERVICE_NAME,
-                handlers=UserEventHandlers(graph_db, on_event=relay.wake).handlers(),
+                handlers=build_handlers(graph_db, on_event=relay.wake),
                 prefetch=settings.consumer_prefetch,
             )
             wiring.state["consumer"] = consumer

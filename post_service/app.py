@@ -13,13 +13,14 @@ from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.db import create_engine, session_factory
 from common.health import postgres_check
-from common.messaging import Consumer, Publisher
+from common.messaging.consumer import Consumer
+from common.messaging.publisher import Publisher
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
 from common.security import DeletedUsersLoader
 from common.workers import BackgroundTask
 from post_service.api import internal, posts
-from post_service.events.handlers import CONSUMER, make_handlers
+from post_service.events.handlers import CONSUMER, build_handlers
 from post_service.events.outbox import PRODUCER
 from post_service.repository.authors import AuthorRepository
 from post_service.service.limits import PostLimits
@@ -66,7 +67,7 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
                 await_consumer_queues=settings.relay_awaits_consumer_queues,
             )
             stack.push_async_callback(publisher.close)
-            consumer = Consumer(amqp_url, service=CONSUMER, handlers=make_handlers(sessionmaker))
+            consumer = Consumer(amqp_url, service=CONSUMER, handlers=build_handlers(sessionmaker))
             wiring.state["consumer"] = consumer
             # run_forever retries while RabbitMQ is down, so the API starts regardless.
             wiring.workers["consumer"] = BackgroundTask("post-consumer", consumer.run_forever)

@@ -1,8 +1,6 @@
-"""One handler per consumed event type; each parses its payload and asks the mailer."""
+"""One handler per consumed event type; each takes the parsed event and asks the mailer."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from common.events import (
     EventEnvelope,
@@ -11,14 +9,17 @@ from common.events import (
     UserRegistered,
     UserVerificationRequested,
 )
-from common.messaging import Handler, PermanentError
+from common.failures import PermanentError
+from common.messaging.handlers import EventHandlers
 from common.sealing import Sealer, SealError
 from email_service.service.mailer import Mailer
 
 __all__ = ["build_handlers"]
 
 
-def build_handlers(mailer: Mailer, sealer: Sealer, *, max_age_s: int) -> Mapping[str, Handler]:
+def build_handlers(mailer: Mailer, sealer: Sealer, *, max_age_s: int) -> EventHandlers:
+    handlers = EventHandlers()
+
     def unseal(sealed: str) -> tuple[str, str]:
         """The address and token of a token event; a seal we cannot open is permanent."""
         try:
@@ -27,33 +28,32 @@ def build_handlers(mailer: Mailer, sealer: Sealer, *, max_age_s: int) -> Mapping
         except (SealError, KeyError):
             raise PermanentError("sealed fields cannot be opened") from None
 
-    async def on_registered(envelope: EventEnvelope) -> None:
-        data = UserRegistered.model_validate(envelope.data)
+    @handlers.on(UserRegistered)
+    async def on_registered(event: UserRegistered, envelope: EventEnvelope) -> None:
         await mailer.welcome(
-            envelope.id, user_id=data.user_id, email=data.email, display_name=data.display_name
+            envelope.id, user_id=event.user_id, email=event.email, display_name=event.display_name
         )
 
-    async def on_verification_requested(envelope: EventEnvelope) -> None:
-        data = UserVerificationRequested.model_validate(envelope.data)
-        email, token = unseal(data.sealed)
+    @handlers.on(UserVerificationRequested)
+    async def on_verification_requested(
+        event: UserVerificationRequested, envelope: EventEnvelope
+    ) -> None:
+        email, token = unseal(event.sealed)
         await mailer.verification(
-            envelope.id, user_id=data.user_id, email=email, username=data.username, token=token
+            envelope.id, user_id=event.user_id, email=email, username=event.username, token=token
         )
 
-    async def on_password_reset_requested(envelope: EventEnvelope) -> None:
-        data = UserPasswordResetRequested.model_validate(envelope.data)
-        email, token = unseal(data.sealed)
+    @handlers.on(UserPasswordResetRequested)
+    async def on_password_reset_requested(
+        event: UserPasswordResetRequested, envelope: EventEnvelope
+    ) -> None:
+        email, token = unseal(event.sealed)
         await mailer.password_reset(
-            envelope.id, user_id=data.user_id, email=email, username=data.username, token=token
+            envelope.id, user_id=event.user_id, email=email, username=event.username, token=token
         )
 
-    async def on_deleted(envelope: EventEnvelope) -> None:
-        data = UserDeleted.model_validate(envelope.data)
-        await mailer.forget(data.user_id)
+    @handlers.on(UserDeleted)
+    async def on_deleted(event: UserDeleted, _envelope: EventEnvelope) -> None:
+        await mailer.forget(event.user_id)
 
-    return {
-        UserRegistered.event_type: on_registered,
-        UserVerificationRequested.event_type: on_verification_requested,
-        UserPasswordResetRequested.event_type: on_password_reset_requested,
-        UserDeleted.event_type: on_deleted,
-    }
+    return handlers

@@ -12,8 +12,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common.failures import PermanentError, TransientError, is_transient
 from common.logging import get_logger
-from common.messaging import PermanentError, TransientError, is_transient
 from email_service.repository.store import MailStore
 from email_service.service.compose import Composer, Mail
 from email_service.service.smtp import SmtpSender

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from common.messaging import PermanentError, TransientError
+from common.failures import PermanentError, TransientError
 
 __all__ = ["SmtpSender"]
 

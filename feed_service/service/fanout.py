@@ -26,7 +26,8 @@ from aio_pika.abc import (
 from pydantic import BaseModel, ConfigDict
 
 from common.logging import get_logger
-from common.messaging import DLX, run_until_cancelled
+from common.messaging.consumer import run_until_cancelled
+from common.messaging.topology import DLX
 from feed_service.service.feed_manager import Entry, FeedManager
 
 __all__ = ["FANOUT_QUEUE", "FanoutBatch", "FanoutPublisher", "FanoutWorker"]

@@ -13,56 +13,42 @@ from common.events import (
     UserUnfollowed,
     UserUpdated,
     make_envelope,
-    parse_payload,
 )
-from common.logging import bind_correlation_id, get_logger
-from common.messaging import Handler
+from common.logging import get_logger
+from common.messaging.handlers import EventHandlers
 from common.time import to_ms, utcnow
 from network_service.repository import graph, outbox
 from network_service.repository.driver import Graph
 from network_service.service.follows import PRODUCER
 
-__all__ = ["UserEventHandlers"]
+__all__ = ["build_handlers"]
 
 log = get_logger(__name__)
 
 
-class UserEventHandlers:
+def build_handlers(graph_db: Graph, *, on_event: Callable[[], None] | None = None) -> EventHandlers:
     """user.registered / user.updated keep the node's names; user.deleted removes the node.
 
     Replays are harmless: the node is MERGEd, names only move forward in ``occurred_at`` and a
-    second user.deleted finds nothing to delete (and so announces nothing).
+    second user.deleted finds nothing to delete (and so announces nothing). ``on_event`` is
+    called after outbox events were written (it wakes the relay).
     """
+    handlers = EventHandlers()
 
-    def __init__(self, graph_db: Graph, *, on_event: Callable[[], None] | None = None) -> None:
-        self._graph = graph_db
-        self._on_event = on_event or (lambda: None)
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            UserRegistered.event_type: self.on_profile,
-            UserUpdated.event_type: self.on_profile,
-            UserDeleted.event_type: self.on_deleted,
-        }
-
-    async def on_profile(self, envelope: EventEnvelope) -> None:
-        bind_correlation_id(envelope.correlation_id)
-        payload = parse_payload(envelope)
-        assert isinstance(payload, UserRegistered | UserUpdated)
-        stored = await self._graph.write(
+    @handlers.on(UserRegistered, UserUpdated)
+    async def on_profile(event: UserRegistered | UserUpdated, envelope: EventEnvelope) -> None:
+        stored = await graph_db.write(
             graph.upsert_user_profile,
-            user_id=payload.user_id,
-            username=payload.username,
-            display_name=payload.display_name or payload.username,
+            user_id=event.user_id,
+            username=event.username,
+            display_name=event.display_name or event.username,
             occurred_at_ms=to_ms(envelope.occurred_at),
         )
-        log.info("user_profile_stored", user_id=payload.user_id, type=envelope.type, kept=stored)
+        log.info("user_profile_stored", user_id=event.user_id, type=envelope.type, kept=stored)
 
-    async def on_deleted(self, envelope: EventEnvelope) -> None:
-        bind_correlation_id(envelope.correlation_id)
-        payload = parse_payload(envelope)
-        assert isinstance(payload, UserDeleted)
-        user_id = payload.user_id
+    @handlers.on(UserDeleted)
+    async def on_deleted(event: UserDeleted, envelope: EventEnvelope) -> None:
+        user_id = event.user_id
 
         async def work(tx: AsyncManagedTransaction) -> int:
             # Feed keeps follower sets per followee; announcing each follow the account made
@@ -77,7 +63,9 @@ class UserEventHandlers:
                 await outbox.add_event(tx, unfollowed, aggregate_id=user_id, seq=edge.seq)
             return len(removed)
 
-        announced = await self._graph.write(work)
-        if announced:
-            self._on_event()
+        announced = await graph_db.write(work)
+        if announced and on_event is not None:
+            on_event()
         log.info("user_deleted", user_id=user_id, unfollows_announced=announced)
+
+    return handlers

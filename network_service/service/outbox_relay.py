@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from common.failures import dependency_errors
 from common.ids import new_id
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.relay import PendingEvent, Relay
 from network_service.repository import outbox
 from network_service.repository.driver import Graph

@@ -11,7 +11,8 @@ import pytest
 
 from common.events import UserVerificationRequested, make_envelope
 from common.logging import THIRD_PARTY_LOG_FLOORS, configure_logging, get_logger
-from common.messaging import Publisher, declare_topology
+from common.messaging.publisher import Publisher
+from common.messaging.topology import declare_topology
 from tests.support.sealing import sealed
 
 SECRET = "tok-3f9a1c-never-in-logs"

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import aio_pika
@@ -23,29 +23,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from common.db import create_engine, session_factory
-from common.events import EventEnvelope, PostCreated, PostLiked, UserDeleted, make_envelope
-from common.logging import correlation_id
-from common.messaging import (
-    DLX,
-    ERROR_HEADER,
-    EXCHANGE,
-    Consumer,
-    PermanentError,
-    Publisher,
-    TransientError,
-    UnroutableError,
-    claim_once,
-    dead_queue_name,
-    declare_topology,
-    is_transient,
-    queue_name,
-    release_claim,
+from common.events import (
+    EventDecodeError,
+    EventEnvelope,
+    EventPayload,
+    PostCreated,
+    PostLiked,
+    UserDeleted,
+    make_envelope,
 )
+from common.failures import PermanentError, TransientError, is_transient
+from common.logging import correlation_id
+from common.messaging.consumer import ERROR_HEADER, Consumer
+from common.messaging.handlers import EventHandler, EventHandlers
+from common.messaging.publisher import Publisher, UnroutableError
+from common.messaging.topology import DLX, EXCHANGE, dead_queue_name, declare_topology, queue_name
 from common.outbox import mark_processed, processed_events_table, purge_processed
 from common.time import utcnow
+from tests.support.failures import TRANSIENT_DEPENDENCY_ERRORS
 from tests.support.polling import eventually, until
 
 DEADLINE_S = 30.0
+
+P = TypeVar("P", bound=EventPayload)
 
 
 async def drain(
@@ -72,6 +72,12 @@ async def drain(
 def vhost_path(amqp_url: str) -> str:
     """The vhost of an AMQP URL, quoted for the management API's paths."""
     return quote(URL(amqp_url).path.removeprefix("/") or "/", safe="")
+
+
+def handling(event_class: type[P], handler: EventHandler[P]) -> EventHandlers:
+    handlers = EventHandlers()
+    handlers.on(event_class)(handler)
+    return handlers
 
 
 def post_created(content: str, post_id: str = "p1") -> PostCreated:
@@ -162,8 +168,8 @@ async def test_poison_messages_are_dead_lettered_with_the_error_while_others_flo
     calls: list[str] = []
     handled: list[str] = []
 
-    async def handle(envelope: EventEnvelope) -> None:
-        content = envelope.data["content"]
+    async def handle(event: PostCreated, _envelope: EventEnvelope) -> None:
+        content = event.content
         calls.append(content)
         if content == "permanent":
             raise PermanentError("cannot apply this one")
@@ -171,7 +177,9 @@ async def test_poison_messages_are_dead_lettered_with_the_error_while_others_flo
             raise KeyError("handler bug")
         handled.append(content)
 
-    consumer = Consumer(vhost_url, service="svc", handlers={"post.created": handle}, prefetch=4)
+    consumer = Consumer(
+        vhost_url, service="svc", handlers=handling(PostCreated, handle), prefetch=4
+    )
     await consumer.start()
     consumers.append(consumer)
 
@@ -211,7 +219,7 @@ async def test_transient_errors_are_retried_with_growing_delay_then_succeed(
     attempts: list[float] = []
     failures: list[Exception] = [TransientError("busy"), ConnectionError("redis down")]
 
-    async def handle(envelope: EventEnvelope) -> None:
+    async def handle(_event: PostLiked, _envelope: EventEnvelope) -> None:
         attempts.append(time.monotonic())
         if failures:
             raise failures.pop(0)
@@ -219,7 +227,7 @@ async def test_transient_errors_are_retried_with_growing_delay_then_succeed(
     consumer = Consumer(
         vhost_url,
         service="svc",
-        handlers={"post.liked": handle},
+        handlers=handling(PostLiked, handle),
         retry_delays_ms=(300, 900),
     )
     await consumer.start()
@@ -238,6 +246,39 @@ async def test_transient_errors_are_retried_with_growing_delay_then_succeed(
     assert await drain(amqp, dead_queue_name("svc"), 0) == []
 
 
+async def test_each_dependency_error_is_retried_not_dead_lettered(
+    vhost_url: str,
+    amqp: AbstractRobustConnection,
+    publisher: Publisher,
+    consumers: list[Consumer],
+) -> None:
+    # Each message fails once with one of the errors, then succeeds on its retry.
+    failures = {name: make for name, make in TRANSIENT_DEPENDENCY_ERRORS}
+    calls: dict[str, int] = {}
+
+    async def handle(event: PostCreated, _envelope: EventEnvelope) -> None:
+        calls[event.content] = calls.get(event.content, 0) + 1
+        make = failures.pop(event.content, None)
+        if make is not None:
+            raise make()
+
+    consumer = Consumer(
+        vhost_url,
+        service="svc",
+        handlers=handling(PostCreated, handle),
+        delivery_limit=3,
+        retry_delays_ms=(100,),
+    )
+    await consumer.start()
+    consumers.append(consumer)
+    for name, _make in TRANSIENT_DEPENDENCY_ERRORS:
+        await publisher.publish(make_envelope(post_created(name), producer="post"))
+
+    await until(lambda: sum(calls.values()) == 2 * len(TRANSIENT_DEPENDENCY_ERRORS))
+    assert calls == {name: 2 for name, _make in TRANSIENT_DEPENDENCY_ERRORS}
+    assert await drain(amqp, dead_queue_name("svc"), 0) == []
+
+
 async def test_transient_failures_past_the_delivery_limit_are_dead_lettered(
     vhost_url: str,
     amqp: AbstractRobustConnection,
@@ -246,15 +287,15 @@ async def test_transient_failures_past_the_delivery_limit_are_dead_lettered(
 ) -> None:
     calls: dict[str, int] = {}
 
-    async def handle(envelope: EventEnvelope) -> None:
-        calls[envelope.data["content"]] = calls.get(envelope.data["content"], 0) + 1
-        if envelope.data["content"] == "stuck":
+    async def handle(event: PostCreated, _envelope: EventEnvelope) -> None:
+        calls[event.content] = calls.get(event.content, 0) + 1
+        if event.content == "stuck":
             raise TransientError("still down")
 
     consumer = Consumer(
         vhost_url,
         service="svc",
-        handlers={"post.created": handle},
+        handlers=handling(PostCreated, handle),
         delivery_limit=3,
         retry_delays_ms=(100,),
     )
@@ -334,7 +375,7 @@ async def test_consumer_killed_before_ack_gets_the_message_again_and_applies_it_
     applied_once = asyncio.Event()
     release = asyncio.Event()
 
-    async def handle(envelope: EventEnvelope) -> None:
+    async def handle(_event: UserDeleted, envelope: EventEnvelope) -> None:
         deliveries.append(envelope.id)
         async with sessions.begin() as session:
             if await mark_processed(session, envelope.id, "svc"):
@@ -349,7 +390,7 @@ async def test_consumer_killed_before_ack_gets_the_message_again_and_applies_it_
     consumer = Consumer(
         str(URL(vhost_url).update_query(name="victim")),
         service="svc",
-        handlers={"user.deleted": handle},
+        handlers=handling(UserDeleted, handle),
     )
     await consumer.start()
     consumers.append(consumer)
@@ -403,29 +444,16 @@ async def test_mark_processed_is_true_once_per_consumer(engine: AsyncEngine) -> 
         assert await mark_processed(session, "e2", "feed") is False
 
 
-async def test_claim_once(redis_url: str) -> None:
-    client = redis.from_url(redis_url)
-    try:
-        key = f"test:claim:{time.time_ns()}"
-        assert await claim_once(client, key, 60) is True
-        assert await claim_once(client, key, 60) is False
-        assert 0 < await client.ttl(key) <= 60
-        await release_claim(client, key)
-        assert await claim_once(client, key, 60) is True
-    finally:
-        await client.aclose()
-
-
 async def test_run_forever_binds_the_correlation_id_while_handling_and_stops_on_cancel(
     vhost_url: str, publisher: Publisher
 ) -> None:
     seen: list[tuple[str | None, Any, Any]] = []
 
-    async def handle(envelope: EventEnvelope) -> None:
+    async def handle(_event: UserDeleted, _envelope: EventEnvelope) -> None:
         bound = structlog.contextvars.get_contextvars()
         seen.append((correlation_id.get(), bound.get("correlation_id"), bound.get("event_id")))
 
-    consumer = Consumer(vhost_url, service="svc", handlers={"user.deleted": handle})
+    consumer = Consumer(vhost_url, service="svc", handlers=handling(UserDeleted, handle))
     task = asyncio.create_task(consumer.run_forever())
     try:
         await until(lambda: consumer.running)
@@ -489,6 +517,10 @@ def _http_status(status: int) -> httpx.HTTPStatusError:
         ),
         (neo4j.exceptions.SessionExpired("gone"), True),
         (redis_exceptions.TryAgainError("resharding"), True),
+        *((make(), True) for _name, make in TRANSIENT_DEPENDENCY_ERRORS),
+        (asyncpg.SerializationError("could not serialize access"), True),
+        (asyncpg.DeadlockDetectedError("deadlock detected"), True),
+        (_http_status(429), True),
         (_chained(sa.exc.InternalError("SELECT 1", {}, Exception()), ValueError()), False),
         (_http_status(503), True),
         (_http_status(404), False),
@@ -500,3 +532,39 @@ def _http_status(status: int) -> httpx.HTTPStatusError:
 )
 def test_is_transient_classifies_dependency_failures(exc: BaseException, transient: bool) -> None:
     assert is_transient(_raised(lambda: exc)) is transient
+
+
+async def test_a_handler_gets_the_event_parsed_and_may_serve_two_types() -> None:
+    handlers = EventHandlers()
+    seen: list[tuple[str, str]] = []
+
+    @handlers.on(PostCreated, PostLiked)
+    async def handle(event: PostCreated | PostLiked, envelope: EventEnvelope) -> None:
+        seen.append((type(event).__name__, envelope.id))
+
+    created = make_envelope(post_created("hi"), producer="post")
+    liked = make_envelope(PostLiked(post_id="p", post_author_id="a", user_id="u"), producer="post")
+    await handlers.handle(created)
+    await handlers.handle(liked)
+    assert seen == [("PostCreated", created.id), ("PostLiked", liked.id)]
+    assert handlers.event_types == ["post.created", "post.liked"]
+    with pytest.raises(EventDecodeError, match="no handler"):
+        await handlers.handle(make_envelope(UserDeleted(user_id="u"), producer="auth"))
+    with pytest.raises(EventDecodeError, match=r"invalid post\.created data"):
+        await handlers.handle(created.model_copy(update={"data": {"post_id": "p"}}))
+
+
+def test_handlers_are_registered_once_per_known_event_model() -> None:
+    class Unknown(EventPayload):
+        event_type: ClassVar[str] = "post.created"
+
+    handlers = EventHandlers()
+
+    async def handle(_event: EventPayload, _envelope: EventEnvelope) -> None:
+        return None
+
+    handlers.on(PostCreated)(handle)
+    with pytest.raises(ValueError, match="already has a handler"):
+        handlers.on(PostCreated)(handle)
+    with pytest.raises(ValueError, match="not an event model"):
+        handlers.on(Unknown)(handle)

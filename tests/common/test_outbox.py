@@ -30,7 +30,10 @@ from common.events import (
     UserVerificationRequested,
     consumers_of,
 )
-from common.messaging import Consumer, Publisher, declare_topology, queue_name
+from common.messaging.consumer import Consumer
+from common.messaging.handlers import EventHandlers
+from common.messaging.publisher import Publisher
+from common.messaging.topology import declare_topology, queue_name
 from common.outbox import (
     NOTIFY_CHANNEL,
     OutboxRelay,
@@ -217,11 +220,14 @@ async def test_outbox_keeps_accepting_writes_while_rabbitmq_is_down_then_deliver
 ) -> None:
     received: list[str] = []
 
-    async def handle(envelope: EventEnvelope) -> None:
+    handlers = EventHandlers()
+
+    @handlers.on(PostUpdated)
+    async def handle(_event: PostUpdated, envelope: EventEnvelope) -> None:
         received.append(envelope.id)
 
     # Both ends live through the restart: the relay's publisher and a consumer reconnect.
-    consumer = Consumer(vhost_url, service="sink", handlers={"post.updated": handle})
+    consumer = Consumer(vhost_url, service="sink", handlers=handlers)
     await consumer.start()
     relay, publisher = make_relay(db, vhost_url)
     await relay.start()
@@ -373,14 +379,15 @@ async def test_event_committed_before_its_consumer_queue_exists_is_delivered_onc
     relay, publisher = make_relay(db, vhost_url, unroutable_backoff=0.2)
     received: list[str] = []
 
-    async def handle(envelope: EventEnvelope) -> None:
+    handlers = EventHandlers()
+
+    @handlers.on(UserVerificationRequested, UserPasswordResetRequested)
+    async def handle(
+        _event: UserVerificationRequested | UserPasswordResetRequested, envelope: EventEnvelope
+    ) -> None:
         received.append(envelope.id)
 
-    consumer = Consumer(
-        vhost_url,
-        service="email",
-        handlers={"user.verification_requested": handle, "user.password_reset_requested": handle},
-    )
+    consumer = Consumer(vhost_url, service="email", handlers=handlers)
     await relay.start()
     try:
         await eventually(lambda: _published(db, verified))

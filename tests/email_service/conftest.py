@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from common.events import EventEnvelope, EventPayload, make_envelope
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from deploy.local.mailpit import MailpitServer
 from email_service.app import create_app
 from email_service.service.mailer import Mailer

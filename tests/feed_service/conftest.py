@@ -27,7 +27,7 @@ from common.events import (
     make_envelope,
 )
 from common.ids import new_id
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.time import utcnow
 from feed_service.app import FeedRuntime, create_app
 from feed_service.settings import FeedSettings

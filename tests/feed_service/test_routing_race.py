@@ -17,7 +17,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from auth_service.app import create_app as create_auth_app
-from common.messaging import declare_topology, queue_name
+from common.messaging.topology import declare_topology, queue_name
 from tests.auth_service.conftest import (  # the fixtures are used by name below
     auth_database,  # noqa: F401
     auth_settings,  # noqa: F401

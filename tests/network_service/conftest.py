@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from neo4j import AsyncDriver, AsyncGraphDatabase
 
 from common.events import EventEnvelope, EventPayload, UserRegistered, make_envelope
-from common.messaging import EXCHANGE, Publisher, UnroutableError
+from common.messaging.publisher import Publisher, UnroutableError
+from common.messaging.topology import EXCHANGE
 from network_service.app import create_app
 from network_service.settings import NetworkSettings
 from tests.support.jwt import TokenFactory

@@ -10,7 +10,7 @@ from collections import Counter
 from neo4j import AsyncDriver
 
 from common.events import UserDeleted
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from tests.network_service.conftest import NetworkHarness, deliver
 
 FOLLOWEES = 12

@@ -15,7 +15,8 @@ from aio_pika.abc import AbstractQueue
 from neo4j import AsyncDriver
 
 from common.events import UserDeleted, UserRegistered, UserUpdated, make_envelope
-from common.messaging import EXCHANGE, Publisher
+from common.messaging.publisher import Publisher
+from common.messaging.topology import EXCHANGE
 from network_service.repository import outbox
 from network_service.repository.driver import Graph
 from network_service.service.outbox_relay import Neo4jOutboxRelay

@@ -16,7 +16,7 @@ from common.events import (
     consumers_of,
     make_envelope,
 )
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.time import utcnow
 from network_service.repository import outbox
 from network_service.repository.driver import Graph

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from network_service.repository.driver import Graph
 from network_service.service.outbox_relay import Neo4jOutboxRelay
 

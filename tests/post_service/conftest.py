@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from common.events import EventEnvelope, EventPayload, make_envelope
 from common.ids import new_id
 from post_service.app import create_app
-from post_service.events.handlers import make_handlers
+from post_service.events.handlers import build_handlers
 from post_service.migrations import upgrade
 from post_service.models import outbox
 from post_service.settings import PostSettings
@@ -38,7 +38,7 @@ class PostHarness:
         self.app = app
         self.client = client
         self.tokens = tokens
-        self._handlers = make_handlers(app.state.sessionmaker)
+        self._handlers = build_handlers(app.state.sessionmaker)
 
     def user(self, username: str | None = None, user_id: str | None = None) -> User:
         """A user known only from its token (no user.registered yet)."""
@@ -60,7 +60,7 @@ class PostHarness:
             if isinstance(payload, EventEnvelope)
             else make_envelope(payload, producer="auth")
         )
-        await self._handlers[envelope.type](envelope)
+        await self._handlers.handle(envelope)
 
     async def post(self, user: User, content: str, **extra: Any) -> dict[str, Any]:
         response = await self.client.post(

@@ -13,7 +13,8 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from common.events import EventPayload, UserDeleted, UserRegistered, make_envelope
-from common.messaging import EXCHANGE, Publisher, UnroutableError
+from common.messaging.publisher import Publisher, UnroutableError
+from common.messaging.topology import EXCHANGE
 from post_service.app import create_app
 from tests.post_service.conftest import make_settings
 from tests.support.jwt import TokenFactory
