@@ -6,7 +6,7 @@ through seen-sets, notifications through per-event claims, and deletions leave t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from common.events import (
@@ -24,6 +24,7 @@ from common.events import (
     UserUnfollowed,
     UserUpdated,
 )
+from common.messaging.handlers import EventHandlers
 from common.time import to_ms
 from feed_service.repository.sources import SourceNotFound
 from feed_service.service.fanout import FanoutPublisher
@@ -34,8 +35,6 @@ from feed_service.service.post_cache import PostCache
 __all__ = ["CONSUMER", "FeedEvents"]
 
 CONSUMER: Final = "feed"
-
-Handler = Callable[[EventEnvelope], Awaitable[None]]
 
 
 class FeedEvents:
@@ -52,21 +51,21 @@ class FeedEvents:
         self.fanout = fanout
         self.settings = feeds.settings
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {
-            "post.created": self.post_created,
-            "post.updated": self.post_updated,
-            "post.deleted": self.post_deleted,
-            "user.followed": self.user_followed,
-            "user.unfollowed": self.user_unfollowed,
-            "user.registered": self.user_registered,
-            "user.updated": self.user_updated,
-            "user.deleted": self.user_deleted,
-            "post.liked": self.post_liked,
-            "post.unliked": self.post_unliked,
-            "comment.created": self.comment_created,
-            "comment.deleted": self.comment_deleted,
-        }
+    def handlers(self) -> EventHandlers:
+        handlers = EventHandlers()
+        handlers.on(PostCreated)(self.post_created)
+        handlers.on(PostUpdated)(self.post_updated)
+        handlers.on(PostDeleted)(self.post_deleted)
+        handlers.on(UserFollowed)(self.user_followed)
+        handlers.on(UserUnfollowed)(self.user_unfollowed)
+        handlers.on(UserRegistered)(self.user_registered)
+        handlers.on(UserUpdated)(self.user_updated)
+        handlers.on(UserDeleted)(self.user_deleted)
+        handlers.on(PostLiked)(self.post_liked)
+        handlers.on(PostUnliked)(self.post_unliked)
+        handlers.on(CommentCreated)(self.comment_created)
+        handlers.on(CommentDeleted)(self.comment_deleted)
+        return handlers
 
     async def _spread(
         self,
@@ -88,8 +87,7 @@ class FeedEvents:
         await self.fanout.publish(batches)
 
     # ------------------------------------------------------------------ posts
-    async def post_created(self, envelope: EventEnvelope) -> None:
-        event = PostCreated.model_validate(envelope.data)
+    async def post_created(self, event: PostCreated, envelope: EventEnvelope) -> None:
         if await self.cache.is_tombstoned(event.post_id):
             return  # deleted before we saw it: never show it
         await self.cache.store_created(event)
@@ -128,12 +126,10 @@ class FeedEvents:
             await self.feeds.unmark_big(author_id)
         return big
 
-    async def post_updated(self, envelope: EventEnvelope) -> None:
-        event = PostUpdated.model_validate(envelope.data)
+    async def post_updated(self, event: PostUpdated, envelope: EventEnvelope) -> None:
         await self.cache.store_updated(event.post_id, event.content, event.edited_at)
 
-    async def post_deleted(self, envelope: EventEnvelope) -> None:
-        event = PostDeleted.model_validate(envelope.data)
+    async def post_deleted(self, event: PostDeleted, envelope: EventEnvelope) -> None:
         mentioned = await self.cache.delete(event.post_id)
         member, _score = make_entry(event.post_id, event.author_id, 0)
         await self.feeds.forget_post(event.author_id, member)
@@ -156,8 +152,7 @@ class FeedEvents:
         except SourceNotFound:
             return False  # the follower is gone: its user.deleted takes everything back
 
-    async def user_followed(self, envelope: EventEnvelope) -> None:
-        event = UserFollowed.model_validate(envelope.data)
+    async def user_followed(self, event: UserFollowed, envelope: EventEnvelope) -> None:
         if not await self._follows_now(event.follower_id, event.followee_id):
             return  # undone since: the unfollow's event is (or will be) handled
         await self.feeds.add_follow(event.follower_id, event.followee_id)
@@ -167,8 +162,7 @@ class FeedEvents:
             event.followee_id, "follow", actor_id=event.follower_id, event_id=envelope.id
         )
 
-    async def user_unfollowed(self, envelope: EventEnvelope) -> None:
-        event = UserUnfollowed.model_validate(envelope.data)
+    async def user_unfollowed(self, event: UserUnfollowed, envelope: EventEnvelope) -> None:
         if await self._follows_now(event.follower_id, event.followee_id):
             return  # followed again since: that newer follow is the state to keep
         await self.feeds.remove_follow(event.follower_id, event.followee_id)
@@ -176,20 +170,17 @@ class FeedEvents:
         await self._hybrid(event.followee_id)  # may fall below the unmark level
 
     # ------------------------------------------------------------------ users
-    async def user_registered(self, envelope: EventEnvelope) -> None:
-        event = UserRegistered.model_validate(envelope.data)
+    async def user_registered(self, event: UserRegistered, envelope: EventEnvelope) -> None:
         await self.cache.upsert_user(event.user_id, event.username, event.display_name)
         # A new account's replicas are complete from the start: every later change arrives
         # as an event, so no rebuild from the sources is needed for them.
         await self.cache.mark_likes_tracked(event.user_id)
         await self.feeds.start_account(event.user_id)
 
-    async def user_updated(self, envelope: EventEnvelope) -> None:
-        event = UserUpdated.model_validate(envelope.data)
+    async def user_updated(self, event: UserUpdated, envelope: EventEnvelope) -> None:
         await self.cache.upsert_user(event.user_id, event.username, event.display_name)
 
-    async def user_deleted(self, envelope: EventEnvelope) -> None:
-        event = UserDeleted.model_validate(envelope.data)
+    async def user_deleted(self, event: UserDeleted, envelope: EventEnvelope) -> None:
         user_id = event.user_id
         # Tombstone first: reads drop the account's entries at once, wherever they still are.
         await self.cache.delete_user(user_id)
@@ -202,8 +193,7 @@ class FeedEvents:
         await self.feeds.drop_user(user_id)
 
     # ---------------------------------------------------------- likes/comments
-    async def post_liked(self, envelope: EventEnvelope) -> None:
-        event = PostLiked.model_validate(envelope.data)
+    async def post_liked(self, event: PostLiked, envelope: EventEnvelope) -> None:
         await self.cache.count_like(event.post_id, event.user_id, add=True)
         await self.notifications.notify(
             event.post_author_id,
@@ -214,15 +204,13 @@ class FeedEvents:
             ref=_like_ref(event.post_id, event.user_id),
         )
 
-    async def post_unliked(self, envelope: EventEnvelope) -> None:
-        event = PostUnliked.model_validate(envelope.data)
+    async def post_unliked(self, event: PostUnliked, envelope: EventEnvelope) -> None:
         await self.cache.count_like(event.post_id, event.user_id, add=False)
         await self.notifications.retract(
             event.post_author_id, _like_ref(event.post_id, event.user_id)
         )
 
-    async def comment_created(self, envelope: EventEnvelope) -> None:
-        event = CommentCreated.model_validate(envelope.data)
+    async def comment_created(self, event: CommentCreated, envelope: EventEnvelope) -> None:
         await self.cache.count_comment(event.post_id, event.comment_id, add=True)
         await self.notifications.notify(
             event.post_author_id,
@@ -234,8 +222,7 @@ class FeedEvents:
             ref=_comment_ref(event.comment_id),
         )
 
-    async def comment_deleted(self, envelope: EventEnvelope) -> None:
-        event = CommentDeleted.model_validate(envelope.data)
+    async def comment_deleted(self, event: CommentDeleted, envelope: EventEnvelope) -> None:
         await self.cache.count_comment(event.post_id, event.comment_id, add=False)
         await self.notifications.retract(event.post_author_id, _comment_ref(event.comment_id))
 

@@ -61,7 +61,7 @@ async def _setup(harness_factory: Any, **overrides: Any) -> tuple[FeedHarness, s
         run_workers=False, fanout_batch_size=1000, inline_fanout_max=1000, **overrides
     )
     author = new_id()
-    await h.runtime.events.user_registered(
+    await h.runtime.events.handlers().handle(
         make_envelope(
             UserRegistered(user_id=author, username="celebrity", display_name="C", email="c@x.org"),
             producer="test",
@@ -89,7 +89,7 @@ async def test_100k_follower_fan_out_is_shared_by_two_workers(harness_factory: A
         envelope = _post(author)
         member = f"{envelope.data['post_id']}:{author}"
         started = time.perf_counter()
-        await h.runtime.events.post_created(envelope)
+        await h.runtime.events.handlers().handle(envelope)
         published = time.perf_counter()
 
         active = FOLLOWERS - FOLLOWERS // INACTIVE_EVERY
@@ -132,7 +132,7 @@ async def test_100k_follower_post_with_hybrid_path(harness_factory: Any) -> None
     reader = User(reader_id, "reader", h.tokens.mint(reader_id, "reader"))
     envelope = _post(author)
     started = time.perf_counter()
-    await h.runtime.events.post_created(envelope)
+    await h.runtime.events.handlers().handle(envelope)
     handled = time.perf_counter()
     assert await h.feed_ids(reader) == [envelope.data["post_id"]]
     visible = time.perf_counter()

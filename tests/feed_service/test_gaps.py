@@ -81,7 +81,7 @@ async def test_a_read_never_puts_back_content_older_than_a_handled_edit(
         ),
         producer="test",
     )
-    await h.runtime.events.handlers()["post.updated"](newer)
+    await h.runtime.events.handlers().handle(newer)
 
     items = (await h.feed_page(alice))["items"]
     assert [(p["id"], p["content"]) for p in items] == [(post["id"], "second thoughts")]

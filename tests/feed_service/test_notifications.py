@@ -21,7 +21,7 @@ from tests.support.polling import eventually
 async def _deliver(h: FeedHarness, payload: Any) -> None:
     envelope = make_envelope(payload, producer="test")
     commit_to_graph(h.graph, envelope)
-    await h.runtime.events.handlers()[envelope.type](envelope)
+    await h.runtime.events.handlers().handle(envelope)
 
 
 async def _notes(h: FeedHarness, user: User, **params: Any) -> dict[str, Any]:
