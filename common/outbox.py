@@ -1,6 +1,6 @@
 """PostgreSQL transactional outbox and processed-event guard.
 
-A state change and its events commit in one transaction (:func:`add_event`); the
+A state change and its events commit in one transaction (:func:`emit`); the
 :class:`OutboxRelay` (the one relay of :mod:`common.relay` on :class:`PostgresOutboxStore`)
 later publishes pending rows in ``seq`` order with publisher confirms and marks them sent. The
 API therefore keeps working while RabbitMQ is down, and nothing written is lost. A crash
@@ -50,7 +50,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "OutboxRelay",
     "PostgresOutboxStore",
-    "add_event",
+    "emit",
     "mark_processed",
     "outbox_table",
     "processed_events_table",
@@ -112,7 +112,7 @@ _OUTBOX = outbox_table(_internal)
 _PROCESSED = processed_events_table(_internal)
 
 
-async def add_event(
+async def emit(
     session: AsyncSession,
     payload: EventPayload,
     *,
@@ -120,10 +120,11 @@ async def add_event(
     aggregate_id: str | None = None,
     correlation_id: str | None = None,
 ) -> EventEnvelope:
-    """Write an event into the outbox inside the caller's transaction.
+    """Add an event to the outbox inside the caller's transaction: how a service emits one.
 
-    The relay is woken by a NOTIFY that PostgreSQL delivers only when (and if) the transaction
-    commits. ``aggregate_id`` defaults to the payload's own (``post_id``, ``user_id``...).
+    It leaves only if the transaction commits: the relay is woken by a NOTIFY that PostgreSQL
+    delivers only then. ``aggregate_id`` defaults to the payload's own (``post_id``,
+    ``user_id``...), which orders the aggregate's events.
     """
     envelope = make_envelope(payload, producer=producer, correlation_id=correlation_id)
     await session.execute(

@@ -266,7 +266,7 @@ class Relay:
                 return EventEnvelope.model_validate_json(event.payload)
             return EventEnvelope.model_validate(event.payload)
         except ValidationError as exc:
-            # Cannot happen for events the services' add_event wrote. It can never be
+            # Cannot happen for events the services' emit wrote. It can never be
             # published, so it is settled (and logged) rather than retried forever, which
             # would stall every later event of its aggregate.
             _log.error("outbox_row_invalid", event_id=event.id, error=str(exc)[:500])

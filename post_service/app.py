@@ -20,8 +20,8 @@ from common.ratelimit import RateLimiter
 from common.security import DeletedUsersLoader
 from common.workers import BackgroundTask
 from post_service.api import internal, posts
+from post_service.events import PRODUCER
 from post_service.events.handlers import CONSUMER, build_handlers
-from post_service.events.outbox import PRODUCER
 from post_service.repository.authors import AuthorRepository
 from post_service.service.limits import PostLimits
 from post_service.settings import PostSettings

@@ -26,7 +26,7 @@ from common.events import (
 )
 from common.ids import new_id
 from common.logging import get_logger
-from common.outbox import add_event
+from common.outbox import emit
 from common.sealing import sealer
 from common.time import utcnow
 
@@ -85,7 +85,7 @@ class AuthService:
             # Lost a race with a concurrent registration of the same name or address.
             await self.session.rollback()
             raise Conflict("Username or email is already taken") from exc
-        await add_event(
+        await emit(
             self.session,
             UserRegistered(
                 user_id=user.id,
@@ -94,7 +94,6 @@ class AuthService:
                 email=user.email,
             ),
             producer=PRODUCER,
-            aggregate_id=user.id,
         )
         await self._request_verification(user)
         log.info("user_registered", user_id=user.id)
@@ -196,13 +195,12 @@ class AuthService:
         token = await self._new_one_time_token(
             user.id, TokenPurpose.VERIFY_EMAIL, self.settings.verification_token_ttl_s
         )
-        await add_event(
+        await emit(
             self.session,
             UserVerificationRequested(
                 user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
             producer=PRODUCER,
-            aggregate_id=user.id,
         )
 
     async def verify_email(self, token: str) -> None:
@@ -227,11 +225,10 @@ class AuthService:
         if not user.email_verified:
             user.email_verified = True
             user.updated_at = now
-            await add_event(
+            await emit(
                 self.session,
                 UserEmailVerified(user_id=user.id),
                 producer=PRODUCER,
-                aggregate_id=user.id,
             )
             log.info("user_email_verified", user_id=user.id)
 
@@ -246,13 +243,12 @@ class AuthService:
         token = await self._new_one_time_token(
             user.id, TokenPurpose.PASSWORD_RESET, self.settings.password_reset_token_ttl_s
         )
-        await add_event(
+        await emit(
             self.session,
             UserPasswordResetRequested(
                 user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
             producer=PRODUCER,
-            aggregate_id=user.id,
         )
         log.info("user_password_reset_requested", user_id=user.id)
 

@@ -15,7 +15,7 @@ from auth_service.service.passwords import PasswordHasher
 from common.errors import NotFound, Unauthorized
 from common.events import UserDeleted, UserUpdated
 from common.logging import get_logger
-from common.outbox import add_event
+from common.outbox import emit
 from common.time import utcnow
 
 __all__ = ["UserService"]
@@ -57,13 +57,12 @@ class UserService:
             changed = True
         if changed:
             user.updated_at = utcnow()
-            await add_event(
+            await emit(
                 self.session,
                 UserUpdated(
                     user_id=user.id, username=user.username, display_name=user.display_name
                 ),
                 producer=PRODUCER,
-                aggregate_id=user.id,
             )
         return user
 
@@ -74,8 +73,10 @@ class UserService:
             raise Unauthorized("Wrong password")
         # Tokens go with the row (ON DELETE CASCADE); other services follow user.deleted.
         await self.users.delete(user.id)
-        await add_event(
-            self.session, UserDeleted(user_id=user.id), producer=PRODUCER, aggregate_id=user.id
+        await emit(
+            self.session,
+            UserDeleted(user_id=user.id),
+            producer=PRODUCER,
         )
         log.info("user_deleted", user_id=user.id)
 

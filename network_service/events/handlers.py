@@ -12,7 +12,6 @@ from common.events import (
     UserRegistered,
     UserUnfollowed,
     UserUpdated,
-    make_envelope,
 )
 from common.logging import get_logger
 from common.messaging.handlers import EventHandlers
@@ -55,12 +54,13 @@ def build_handlers(graph_db: Graph, *, on_event: Callable[[], None] | None = Non
             # lets it drop the user from them without asking for a graph that no longer exists.
             removed = await graph.delete_user(tx, user_id=user_id, now_ms=to_ms(utcnow()))
             for edge in removed:
-                unfollowed = make_envelope(
+                await outbox.emit(
+                    tx,
                     UserUnfollowed(follower_id=user_id, followee_id=edge.followee_id),
                     producer=PRODUCER,
+                    seq=edge.seq,
                     correlation_id=envelope.correlation_id,
                 )
-                await outbox.add_event(tx, unfollowed, aggregate_id=user_id, seq=edge.seq)
             return len(removed)
 
         announced = await graph_db.write(work)

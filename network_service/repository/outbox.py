@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 from neo4j import AsyncManagedTransaction
 
-from common.events import EventEnvelope
+from common.events import EventEnvelope, EventPayload, make_envelope
 from common.time import to_ms
 
 __all__ = [
     "PendingEvent",
-    "add_event",
     "claim_batch",
     "defer_events",
     "delete_events",
+    "emit",
     "release_claims",
 ]
 
@@ -32,10 +32,19 @@ class PendingEvent:
     aggregate_id: str | None = None
 
 
-async def add_event(
-    tx: AsyncManagedTransaction, envelope: EventEnvelope, *, aggregate_id: str, seq: int
-) -> None:
-    """Write ``envelope`` into the outbox inside the caller's transaction."""
+async def emit(
+    tx: AsyncManagedTransaction,
+    payload: EventPayload,
+    *,
+    producer: str,
+    seq: int,
+    aggregate_id: str | None = None,
+    correlation_id: str | None = None,
+) -> EventEnvelope:
+    """Add an event to the outbox inside the caller's transaction (``common.outbox.emit``'s
+    Neo4j twin); ``seq`` is its place in the aggregate's order, ``aggregate_id`` defaults to
+    the payload's own."""
+    envelope = make_envelope(payload, producer=producer, correlation_id=correlation_id)
     await tx.run(
         """
         CREATE (:OutboxEvent {id: $id, type: $type, payload: $payload, created_at: $created_at,
@@ -45,9 +54,10 @@ async def add_event(
         type=envelope.type,
         payload=envelope.model_dump_json(),
         created_at=to_ms(envelope.occurred_at),
-        aggregate_id=aggregate_id,
+        aggregate_id=aggregate_id if aggregate_id is not None else payload.aggregate_id(),
         seq=seq,
     )
+    return envelope
 
 
 async def claim_batch(

@@ -8,7 +8,7 @@ from datetime import datetime
 from neo4j import AsyncManagedTransaction
 
 from common.errors import NotFound, Unauthorized, Unprocessable
-from common.events import UserFollowed, UserUnfollowed, make_envelope
+from common.events import UserFollowed, UserUnfollowed
 from common.ids import new_id
 from common.time import from_ms, to_ms, utcnow
 from network_service.models import FollowEdge, RelationshipCounts, Suggestion
@@ -55,15 +55,16 @@ class FollowService:
                 raise NotFound(_USER_NOT_FOUND)
             if not change.changed:
                 return False
-            envelope = make_envelope(
+            await outbox.emit(
+                tx,
                 UserFollowed(
                     follower_id=follower_id,
                     followee_id=followee_id,
                     followed_at=from_ms(change.since_ms),
                 ),
                 producer=PRODUCER,
+                seq=change.seq,
             )
-            await outbox.add_event(tx, envelope, aggregate_id=follower_id, seq=change.seq)
             return True
 
         if await self._graph.write(work):
@@ -79,11 +80,12 @@ class FollowService:
             change = await graph.delete_follow(tx, follower_id=follower_id, followee_id=followee_id)
             if change is None:
                 return False
-            envelope = make_envelope(
+            await outbox.emit(
+                tx,
                 UserUnfollowed(follower_id=follower_id, followee_id=followee_id),
                 producer=PRODUCER,
+                seq=change.seq,
             )
-            await outbox.add_event(tx, envelope, aggregate_id=follower_id, seq=change.seq)
             return True
 
         if await self._graph.write(work):

@@ -21,10 +21,11 @@ from common.events import (
     PostUpdated,
 )
 from common.ids import new_id
+from common.outbox import emit
 from common.pagination import Page, make_keyed_page
 from common.security import AccessClaims
 from common.time import utcnow
-from post_service.events.outbox import emit
+from post_service.events import PRODUCER
 from post_service.models import Author
 from post_service.repository.authors import AuthorRepository
 from post_service.repository.comments import CommentRepository
@@ -168,6 +169,7 @@ class PostService:
                 author_username=author.username,
                 author_display_name=author.display_name,
             ),
+            producer=PRODUCER,
         )
         return await self._view(post_id, author.id)
 
@@ -194,6 +196,7 @@ class PostService:
             PostUpdated(
                 post_id=post.id, author_id=post.author_id, content=data.content, edited_at=edited_at
             ),
+            producer=PRODUCER,
         )
         return await self._view(post_id, user.sub)
 
@@ -205,7 +208,9 @@ class PostService:
         if post.author_id != user.sub:
             raise Forbidden("Only the author can delete this post")
         await self.posts.delete(post_id)
-        await emit(self.session, PostDeleted(post_id=post_id, author_id=post.author_id))
+        await emit(
+            self.session, PostDeleted(post_id=post_id, author_id=post.author_id), producer=PRODUCER
+        )
 
     async def timeline(
         self, user_id: str, viewer: AccessClaims | None, limit: int, after: TimeCursor | None
@@ -264,6 +269,7 @@ class PostService:
             await emit(
                 self.session,
                 PostLiked(post_id=post_id, post_author_id=post.author_id, user_id=author.id),
+                producer=PRODUCER,
             )
 
     async def unlike(self, user: AccessClaims, post_id: str) -> None:
@@ -277,6 +283,7 @@ class PostService:
             await emit(
                 self.session,
                 PostUnliked(post_id=post_id, post_author_id=post.author_id, user_id=user.sub),
+                producer=PRODUCER,
             )
 
     async def likers(self, post_id: str, limit: int, after: TimeCursor | None) -> Page[UserSummary]:
@@ -327,6 +334,7 @@ class PostService:
                 post_author_id=post.author_id,
                 author_id=author.id,
             ),
+            producer=PRODUCER,
         )
         view = await self.comments.view(comment_id)
         assert view is not None
@@ -358,6 +366,7 @@ class PostService:
                 post_author_id=comment.post_author_id,
                 author_id=comment.author_id,
             ),
+            producer=PRODUCER,
         )
 
     # -- internal read API --------------------------------------------------------------------

@@ -37,7 +37,7 @@ from common.messaging.topology import declare_topology, queue_name
 from common.outbox import (
     NOTIFY_CHANNEL,
     OutboxRelay,
-    add_event,
+    emit,
     outbox_table,
     processed_events_table,
 )
@@ -76,7 +76,7 @@ class Database:
         ids = []
         for i in range(start, start + n):
             async with self.sessions.begin() as session:
-                envelope = await add_event(
+                envelope = await emit(
                     session,
                     PostUpdated(
                         post_id=f"p{i % aggregates}",
@@ -152,7 +152,7 @@ def make_relay(db: Database, url: str, **kw: Any) -> tuple[OutboxRelay, Publishe
     return relay, publisher
 
 
-async def test_add_event_is_part_of_the_callers_transaction_and_notifies_on_commit(
+async def test_emit_is_part_of_the_callers_transaction_and_notifies_on_commit(
     db: Database,
 ) -> None:
     listener = await asyncpg.connect(db.url.replace("postgresql+asyncpg", "postgresql"))
@@ -160,14 +160,14 @@ async def test_add_event_is_part_of_the_callers_transaction_and_notifies_on_comm
     await listener.add_listener(NOTIFY_CHANNEL, lambda *_: notified.set())
     try:
         async with db.sessions() as session:
-            await add_event(session, UserDeleted(user_id="u1"), producer="auth")
+            await emit(session, UserDeleted(user_id="u1"), producer="auth")
             await session.rollback()
         await asyncio.sleep(0.2)
         assert not notified.is_set()
         assert await db.pending() == 0
 
         async with db.sessions.begin() as session:
-            envelope = await add_event(
+            envelope = await emit(
                 session, UserDeleted(user_id="u2"), producer="auth", correlation_id="c-1"
             )
             await asyncio.sleep(0.2)
@@ -285,7 +285,7 @@ async def test_session_dep_commits_the_event_with_the_response_and_rolls_back_on
 
     @app.post("/users/{user_id}/delete", status_code=201)
     async def delete_user(user_id: str, session: SessionDep) -> dict[str, str]:
-        envelope = await add_event(session, UserDeleted(user_id=user_id), producer="auth")
+        envelope = await emit(session, UserDeleted(user_id=user_id), producer="auth")
         if user_id == "refused":
             raise HTTPException(status_code=409, detail="no")
         return {"event_id": envelope.id}
@@ -355,7 +355,7 @@ async def _add(db: Database, *payloads: EventPayload) -> list[str]:
     ids = []
     for payload in payloads:
         async with db.sessions.begin() as session:
-            ids.append((await add_event(session, payload, producer="auth")).id)
+            ids.append((await emit(session, payload, producer="auth")).id)
     return ids
 
 
@@ -475,7 +475,7 @@ async def test_stop_returns_at_once_even_right_after_a_wake_up_and_closes_the_li
             await eventually(functools.partial(_listening, relay))
             await asyncio.sleep(0.05)  # past the start-up pass: sleeping until woken
             async with db.sessions.begin() as session:
-                await add_event(session, UserDeleted(user_id="u1"), producer="auth")
+                await emit(session, UserDeleted(user_id="u1"), producer="auth")
             relay.wake()
             await asyncio.sleep(0)
             stopping = asyncio.create_task(relay.stop())

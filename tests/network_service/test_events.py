@@ -220,20 +220,20 @@ async def test_a_rolled_back_follow_is_never_announced(
 ) -> None:
     queue = await bind_queue("user.followed")
     await seed_users(graph_driver, "alice", "bob", "carol")
-    real_add_event = outbox.add_event
+    real_emit = outbox.emit
 
     async def add_then_fail(*args: Any, **kwargs: Any) -> None:
-        await real_add_event(*args, **kwargs)
+        await real_emit(*args, **kwargs)
         raise RuntimeError("crash after the outbox write, before commit")
 
-    monkeypatch.setattr(outbox, "add_event", add_then_fail)
+    monkeypatch.setattr(outbox, "emit", add_then_fail)
     # Like a real server: the client gets the 500 instead of the exception.
     transport = httpx.ASGITransport(app=network.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://network.test") as client:
         response = await client.put("/api/v1/me/following/bob", headers=network.auth("alice"))
     assert response.status_code == 500
     assert "crash" not in response.text
-    monkeypatch.setattr(outbox, "add_event", real_add_event)
+    monkeypatch.setattr(outbox, "emit", real_emit)
 
     # Rolled back as a whole: neither the relationship nor its event exist.
     assert await follows_count(graph_driver, "alice", "bob") == 0

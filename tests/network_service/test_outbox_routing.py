@@ -14,7 +14,6 @@ from common.events import (
     UserUnfollowed,
     UserUpdated,
     consumers_of,
-    make_envelope,
 )
 from common.messaging.publisher import Publisher
 from common.time import utcnow
@@ -44,8 +43,9 @@ async def test_events_wait_for_their_consumer_queue_and_block_only_their_aggrega
     async def add(payload: EventPayload, aggregate_id: str) -> str:
         nonlocal seq
         seq += 1
-        envelope = make_envelope(payload, producer="network")
-        await graph.write(outbox.add_event, envelope, aggregate_id=aggregate_id, seq=seq)
+        envelope = await graph.write(
+            outbox.emit, payload, producer="network", seq=seq, aggregate_id=aggregate_id
+        )
         return envelope.id
 
     followed = [

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, session_factory
 from common.events import UserDeleted
-from common.outbox import add_event, mark_processed
+from common.outbox import emit, mark_processed
 from post_service.app import create_app
 from tests.post_service.conftest import make_settings
 
@@ -31,12 +31,10 @@ async def test_a_running_service_purges_old_processed_events_and_published_rows(
             for event_id in ("old", "fresh"):
                 assert await mark_processed(session, event_id, "post")
             published_long_ago = (
-                await add_event(session, UserDeleted(user_id="u1"), producer="post")
+                await emit(session, UserDeleted(user_id="u1"), producer="post")
             ).id
-            published_now = (
-                await add_event(session, UserDeleted(user_id="u2"), producer="post")
-            ).id
-            pending_old = (await add_event(session, UserDeleted(user_id="u3"), producer="post")).id
+            published_now = (await emit(session, UserDeleted(user_id="u2"), producer="post")).id
+            pending_old = (await emit(session, UserDeleted(user_id="u3"), producer="post")).id
         async with engine.begin() as conn:
             await conn.execute(
                 text(
