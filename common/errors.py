@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.failures import conditional_dependency_errors, dependency_errors, is_transient
+from common.failures import is_transient
 from common.logging import get_logger
 
 __all__ = [
@@ -232,42 +232,27 @@ async def _http_exception_handler(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, title, detail, headers=headers or None)
 
 
-async def _dependency_down_handler(request: Request, exc: Exception) -> JSONResponse:
-    if not is_transient(exc):
-        # A wrapper with no dependency error in it (a DBAPIError of a bug, a 404 from a
-        # client's raise_for_status), or a PermanentError in the chain: a 500.
-        raise exc  # to UnhandledErrorMiddleware
-    # The type only: messages of database errors embed SQL parameters (emails, hashes).
-    log.warning(
-        "dependency_unavailable",
-        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        path=request.url.path,
-    )
-    return problem_response(
-        503,
-        "Service Unavailable",
-        "A backing service is unavailable, retry later",
-        headers={"Retry-After": str(DEFAULT_RETRY_AFTER_S)},
-    )
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error response of ``app`` an RFC 9457 problem.
 
-    Unexpected exceptions are not handled here but by :class:`UnhandledErrorMiddleware`: a
-    handler for ``Exception`` would run inside Starlette's ServerErrorMiddleware, which re-raises
-    after answering, and uvicorn then drops the keep-alive connection.
+    Unexpected exceptions, transient failures among them (503), are not handled here but by
+    :class:`UnhandledErrorMiddleware`: a handler for ``Exception`` would run inside Starlette's
+    ServerErrorMiddleware, which re-raises after answering, and uvicorn then drops the
+    keep-alive connection.
     """
     app.add_exception_handler(ProblemError, _problem_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_exception_handler)
-    # The one list of transient failures (common.failures), the consumers' retry list too.
-    for exc_class in (*dependency_errors(), *conditional_dependency_errors()):
-        app.add_exception_handler(exc_class, _dependency_down_handler)
 
 
 class UnhandledErrorMiddleware:
-    """Pure ASGI: an exception no handler took becomes a problem 500, and stops here.
+    """Pure ASGI: an exception no handler took becomes a problem, and stops here.
+
+    A transient failure (:func:`common.failures.is_transient`: a dependency down or busy, the
+    list consumers retry) is a 503 with Retry-After; anything else a 500. Classified here, by
+    the exception's cause chain, rather than by a handler per class: no client library has to
+    be imported to register one, and wrappers (SQLAlchemy's DBAPIError, an HTTPStatusError)
+    are judged by what they carry.
 
     Swallowing it (after logging) lets uvicorn keep the connection open. If it re-raised, uvicorn
     would close the connection after the 500 had been sent, while a proxy that pools upstream
@@ -294,11 +279,26 @@ class UnhandledErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
+            if is_transient(exc):
+                # The type only: messages of database errors embed SQL parameters (emails).
+                log.warning(
+                    "dependency_unavailable",
+                    error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                    path=scope.get("path"),
+                )
+                response = problem_response(
+                    503,
+                    "Service Unavailable",
+                    "A backing service is unavailable, retry later",
+                    headers={"Retry-After": str(DEFAULT_RETRY_AFTER_S)},
+                )
+            else:
+                log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
+                response = problem_response(500, "Internal Server Error")
             if response_started:
                 # Half a response is out: only closing the connection can tell the client.
                 raise
-            await problem_response(500, "Internal Server Error")(scope, receive, send)
+            await response(scope, receive, send)
 
 
 class _BodyTooLarge(HTTPException):

@@ -1,12 +1,13 @@
 """Which failures are transient: the one list of "a dependency is down or busy" errors.
 
-HTTP answers them with 503 and Retry-After (``common.errors``); consumers retry them with
-back-off instead of dead-lettering (``common.messaging.consumer``); relays and workers back off
-on them. Anything else is a bug or bad data: a 500, or the dead queue.
+HTTP answers them with 503 and Retry-After (``common.errors.UnhandledErrorMiddleware``);
+consumers retry them with back-off instead of dead-lettering (``common.messaging.consumer``);
+relays and workers back off on them. Anything else is a bug or bad data: a 500, or the dead
+queue.
 
 The client libraries are not imported here. An exception of a library can only exist once that
 library is loaded, so :func:`is_transient` looks only at loaded modules; only
-:func:`dependency_errors` (exception handlers, ``except`` clauses) imports them, once.
+:func:`dependency_errors` (for ``except`` clauses) imports them, once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Final
 __all__ = [
     "PermanentError",
     "TransientError",
-    "conditional_dependency_errors",
     "dependency_errors",
     "is_transient",
 ]
@@ -71,14 +71,6 @@ _DEPENDENCY_ERRORS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("limits.errors", ("StorageError",)),
 )
 
-# Classes only some instances of which are transient (judged by :func:`is_transient`):
-# SQLAlchemy's wrappers say what failed in their cause or ``connection_invalidated``; an HTTP
-# status error is transient for 5xx and 429.
-_CONDITIONAL_ERRORS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("sqlalchemy.exc", ("DBAPIError",)),
-    ("httpx", ("HTTPStatusError",)),
-)
-
 
 def _classes(
     table: tuple[tuple[str, tuple[str, ...]], ...], module: Callable[[str], ModuleType | None]
@@ -103,16 +95,10 @@ def _import(name: str) -> ModuleType | None:
 def dependency_errors() -> tuple[type[Exception], ...]:
     """The exception classes meaning "a dependency is down or busy" (imports their libraries).
 
-    For exception handlers and ``except`` clauses; to classify an exception use
-    :func:`is_transient`, which also follows causes and honours :class:`PermanentError`.
+    For ``except`` clauses; to classify an exception use :func:`is_transient`, which also
+    follows causes and honours :class:`PermanentError`.
     """
     return _classes(_DEPENDENCY_ERRORS, _import)
-
-
-@functools.cache
-def conditional_dependency_errors() -> tuple[type[Exception], ...]:
-    """Exception classes that are transient in some instances only (see :func:`is_transient`)."""
-    return _classes(_CONDITIONAL_ERRORS, _import)
 
 
 def _loaded_dependency_errors() -> tuple[type[Exception], ...]:
@@ -123,6 +109,8 @@ def _loaded_dependency_errors() -> tuple[type[Exception], ...]:
 
 
 def _conditionally_transient(exc: BaseException) -> bool:
+    """SQLAlchemy's wrappers say what failed in their cause or ``connection_invalidated``; an
+    HTTP status error is transient for 5xx and 429."""
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DBAPIError):
         return bool(exc.connection_invalidated)

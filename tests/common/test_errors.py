@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -400,15 +401,19 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
     return status, headers, body
 
 
-def test_importing_the_error_handlers_loads_no_database_client() -> None:
-    # Every process imports common.errors (CLIs, migrations, workers): the client libraries'
-    # errors are matched lazily, so none of them is imported with it.
+def test_building_an_app_loads_no_database_client() -> None:
+    # Every process imports common.errors (CLIs, migrations, workers) and every app installs
+    # its handlers: transient failures are recognised without importing the client libraries.
     code = (
-        "import sys, common.errors, common.failures;"
-        " print(sorted(m for m in ('asyncpg', 'sqlalchemy', 'neo4j', 'redis', 'aio_pika',"
-        " 'limits') if m in sys.modules))"
+        "import sys\n"
+        "from common.app import create_app\n"
+        "from common.settings import ServiceSettings\n"
+        "create_app(name='x', settings=ServiceSettings(environment='test'), routers=[])\n"
+        "libraries = ('asyncpg', 'sqlalchemy', 'neo4j', 'redis', 'aio_pika', 'limits')\n"
+        "print(sorted(m for m in libraries if m in sys.modules))\n"
     )
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert result.stdout.strip() == "[]"
