@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 
 from common.events import EventEnvelope, UserDeleted, make_envelope
-from common.messaging import Publisher
+from common.messaging.publisher import Publisher
 from common.relay import PendingEvent, Relay, wait_for_event
 
 
