@@ -7,3 +7,8 @@ transaction), ``events/handlers.py`` (user.* events), ``models.py`` and ``migrat
 schema), ``app.py`` (wiring: clients, the consumer and the outbox relay), ``__main__.py``
 (``serve | worker | migrate``).
 """
+
+# The service's one name: its queues (post.events, ...) and the ``producer`` of the events it
+# publishes, both persisted on running brokers (never rename), and, as ``post_service``, the
+# ``service`` of its log lines and the title of its app and metrics.
+SERVICE_NAME = "post"

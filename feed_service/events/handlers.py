@@ -7,7 +7,7 @@ through seen-sets, notifications through per-event claims, and deletions leave t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final, Literal
+from typing import Literal
 
 from common.events import (
     CommentCreated,
@@ -31,9 +31,8 @@ from feed_service.service.feed_manager import Entry, FeedManager, entry_post, ma
 from feed_service.service.notifications import NotificationStore
 from feed_service.service.post_cache import PostCache
 
-__all__ = ["CONSUMER", "FeedEvents"]
+__all__ = ["FeedEvents"]
 
-CONSUMER: Final = "feed"
 
 Handler = Callable[[EventEnvelope], Awaitable[None]]
 

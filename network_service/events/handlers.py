@@ -18,9 +18,9 @@ from common.events import (
 from common.logging import bind_correlation_id, get_logger
 from common.messaging import Handler
 from common.time import to_ms, utcnow
+from network_service import SERVICE_NAME
 from network_service.repository import graph, outbox
 from network_service.repository.driver import Graph
-from network_service.service.follows import PRODUCER
 
 __all__ = ["UserEventHandlers"]
 
@@ -71,7 +71,7 @@ class UserEventHandlers:
             for edge in removed:
                 unfollowed = make_envelope(
                     UserUnfollowed(follower_id=user_id, followee_id=edge.followee_id),
-                    producer=PRODUCER,
+                    producer=SERVICE_NAME,
                     correlation_id=envelope.correlation_id,
                 )
                 await outbox.add_event(tx, unfollowed, aggregate_id=user_id, seq=edge.seq)

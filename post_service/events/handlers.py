@@ -10,12 +10,12 @@ from common.events import EventEnvelope, UserDeleted, UserRegistered, UserUpdate
 from common.logging import get_logger
 from common.messaging import Handler, PermanentError
 from common.outbox import mark_processed
+from post_service import SERVICE_NAME
 from post_service.service.users import UserReplicaService
 
-__all__ = ["CONSUMER", "make_handlers"]
+__all__ = ["make_handlers"]
 
 # Queue "post.events"; also the consumer name in processed_events.
-CONSUMER = "post"
 
 log = get_logger(__name__)
 
@@ -43,7 +43,7 @@ def _guarded(sessionmaker: async_sessionmaker[AsyncSession], effect: Effect) -> 
 
     async def handle(envelope: EventEnvelope) -> None:
         async with sessionmaker() as session, session.begin():
-            if not await mark_processed(session, envelope.id, CONSUMER):
+            if not await mark_processed(session, envelope.id, SERVICE_NAME):
                 log.info("event_already_processed", event_id=envelope.id, type=envelope.type)
                 return
             await effect(UserReplicaService(session), envelope)

@@ -6,12 +6,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events import EventPayload
 from common.outbox import add_event
+from post_service import SERVICE_NAME
 
-__all__ = ["PRODUCER", "emit"]
-
-PRODUCER = "post"
+__all__ = ["emit"]
 
 
 async def emit(session: AsyncSession, payload: EventPayload) -> None:
     """Queue ``payload`` for publishing; it leaves only if the transaction commits."""
-    await add_event(session, payload, producer=PRODUCER)
+    await add_event(session, payload, producer=SERVICE_NAME)
