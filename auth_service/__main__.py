@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from auth_service import SERVICE_NAME
 from auth_service.settings import AuthSettings
 from common.cli import service_cli
 
@@ -14,7 +15,7 @@ def _migrate(settings: AuthSettings) -> str:
 
 
 cli = service_cli(
-    name="auth_service",
+    name=f"{SERVICE_NAME}_service",
     settings=AuthSettings,
     app_module="auth_service.app",
     default_port=8001,

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from auth_service import SERVICE_NAME
 from auth_service.api import auth, jwks, users
 from auth_service.service.keys import KeyRing
 from auth_service.service.limits import AuthLimits
@@ -23,9 +24,7 @@ from common.ratelimit import RateLimiter
 from common.redis_client import connect_redis
 from common.security import KeySource, StaticKeySource
 
-__all__ = ["SERVICE", "create_app", "lifespan"]
-
-SERVICE = "auth"
+__all__ = ["create_app", "lifespan"]
 
 
 @asynccontextmanager
@@ -54,7 +53,7 @@ async def lifespan(settings: AuthSettings, role: Role) -> AsyncIterator[Wiring]:
         if role.workers:
             publisher = Publisher(
                 settings.amqp_url.get_secret_value(),
-                producer=SERVICE,
+                producer=SERVICE_NAME,
                 await_consumer_queues=settings.relay_awaits_consumer_queues,
             )
             # Closed after the relay has stopped (the workers stop before the lifespan exits).
@@ -79,7 +78,7 @@ def _own_keys(app: FastAPI) -> KeySource:
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
     app = create_service_app(
-        name="auth_service",
+        name=f"{SERVICE_NAME}_service",
         settings=settings,
         routers=[auth.router, users.router, jwks.router],
         lifespan=lifespan,

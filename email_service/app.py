@@ -15,6 +15,7 @@ from common.messaging.consumer import Consumer
 from common.redis_client import connect_redis
 from common.sealing import sealer
 from common.workers import BackgroundTask
+from email_service import SERVICE_NAME
 from email_service.events.handlers import build_handlers
 from email_service.repository.store import MailStore
 from email_service.service.compose import Composer
@@ -22,9 +23,7 @@ from email_service.service.mailer import Mailer
 from email_service.service.smtp import SmtpSender
 from email_service.settings import EmailSettings
 
-__all__ = ["SERVICE", "build_consumer", "build_mailer", "create_app", "lifespan"]
-
-SERVICE = "email"
+__all__ = ["build_consumer", "build_mailer", "create_app", "lifespan"]
 
 
 def build_mailer(settings: EmailSettings, client: redis.Redis) -> Mailer:
@@ -61,7 +60,7 @@ def build_mailer(settings: EmailSettings, client: redis.Redis) -> Mailer:
 def build_consumer(settings: EmailSettings, mailer: Mailer) -> Consumer:
     return Consumer(
         settings.amqp_url.get_secret_value(),
-        service=SERVICE,
+        service=SERVICE_NAME,
         handlers=build_handlers(
             mailer, sealer(settings.event_seal_keys), max_age_s=settings.sealed_max_age_s
         ),
@@ -92,7 +91,7 @@ async def lifespan(settings: EmailSettings, role: Role) -> AsyncIterator[Wiring]
 
 def create_app(settings: EmailSettings | None = None) -> FastAPI:
     return create_service_app(
-        name="email_service",
+        name=f"{SERVICE_NAME}_service",
         settings=settings or EmailSettings(),
         routers=[],
         lifespan=lifespan,

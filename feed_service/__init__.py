@@ -8,3 +8,8 @@ clients), ``events/handlers.py`` (post.*, user.* and follow events), ``reconcile
 drift), ``app.py`` (wiring: clients, the consumer and the fan-out workers), ``__main__.py``
 (``serve | worker | migrate | reconcile``).
 """
+
+# The service's one name: its queues (feed.events, ...) and the ``producer`` of the events it
+# publishes, both persisted on running brokers (never rename), and, as ``feed_service``, the
+# ``service`` of its log lines and the title of its app and metrics.
+SERVICE_NAME = "feed"

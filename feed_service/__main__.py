@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from common.cli import service_cli
-from feed_service import reconcile
+from feed_service import SERVICE_NAME, reconcile
 from feed_service.settings import FeedSettings
 
 cli = service_cli(
-    name="feed_service",
+    name=f"{SERVICE_NAME}_service",
     settings=FeedSettings,
     app_module="feed_service.app",
     default_port=8004,

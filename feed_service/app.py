@@ -18,8 +18,9 @@ from common.internal import internal_headers
 from common.logging import get_logger
 from common.messaging.consumer import Consumer
 from common.workers import BackgroundTask
+from feed_service import SERVICE_NAME
 from feed_service.api import feed, notifications
-from feed_service.events.handlers import CONSUMER, FeedEvents
+from feed_service.events.handlers import FeedEvents
 from feed_service.repository.redis import RedisClient, close_redis, connect_redis
 from feed_service.repository.sources import NetworkSource, PostSource, internal_client
 from feed_service.service.fanout import FanoutPublisher, FanoutWorker
@@ -104,7 +105,7 @@ async def lifespan(settings: FeedSettings, role: Role) -> AsyncIterator[Wiring]:
             amqp_url = settings.amqp_url.get_secret_value()
             consumer = Consumer(
                 amqp_url,
-                service=CONSUMER,
+                service=SERVICE_NAME,
                 handlers=runtime.events.handlers(),
                 prefetch=settings.event_prefetch,
             )
@@ -138,7 +139,7 @@ async def _source_failed(_: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: FeedSettings | None = None) -> FastAPI:
     app = create_service_app(
-        name="feed_service",
+        name=f"{SERVICE_NAME}_service",
         settings=settings or FeedSettings(),
         routers=[feed.router, notifications.router],
         lifespan=lifespan,

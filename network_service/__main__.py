@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from common.cli import service_cli
+from network_service import SERVICE_NAME
 from network_service.repository.driver import create_driver
 from network_service.repository.schema import ensure_schema
 from network_service.settings import NetworkSettings
@@ -25,7 +26,7 @@ def _migrate(settings: NetworkSettings) -> str:
 
 
 cli = service_cli(
-    name="network_service",
+    name=f"{SERVICE_NAME}_service",
     settings=NetworkSettings,
     app_module="network_service.app",
     default_port=8003,

@@ -17,18 +17,17 @@ from common.messaging.consumer import Consumer
 from common.messaging.publisher import Publisher
 from common.ratelimit import RateLimiter
 from common.workers import BackgroundTask
+from network_service import SERVICE_NAME
 from network_service.api import internal, public
 from network_service.events.handlers import build_handlers
 from network_service.repository.driver import Graph, create_driver
 from network_service.repository.schema import ensure_schema
-from network_service.service.follows import PRODUCER, FollowService
+from network_service.service.follows import FollowService
 from network_service.service.limits import NetworkLimits
 from network_service.service.outbox_relay import Neo4jOutboxRelay
 from network_service.settings import NetworkSettings
 
-__all__ = ["SERVICE_NAME", "create_app", "lifespan"]
-
-SERVICE_NAME = "network"
+__all__ = ["create_app", "lifespan"]
 _SCHEMA_RETRY_S = 2.0
 
 log = get_logger(__name__)
@@ -79,7 +78,7 @@ async def lifespan(settings: NetworkSettings, role: Role) -> AsyncIterator[Wirin
         if role.workers:
             publisher = Publisher(
                 amqp_url,
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
                 await_consumer_queues=settings.relay_awaits_consumer_queues,
             )
             stack.push_async_callback(publisher.close)
@@ -118,7 +117,7 @@ async def lifespan(settings: NetworkSettings, role: Role) -> AsyncIterator[Wirin
 
 def create_app(settings: NetworkSettings | None = None) -> FastAPI:
     return create_service_app(
-        name="network_service",
+        name=f"{SERVICE_NAME}_service",
         settings=settings or NetworkSettings(),
         routers=[public.router, internal.router],
         lifespan=lifespan,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.cli import service_cli
+from post_service import SERVICE_NAME
 from post_service.settings import PostSettings
 
 
@@ -14,7 +15,7 @@ def _migrate(settings: PostSettings) -> str:
 
 
 cli = service_cli(
-    name="post_service",
+    name=f"{SERVICE_NAME}_service",
     settings=PostSettings,
     app_module="post_service.app",
     default_port=8002,

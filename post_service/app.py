@@ -19,9 +19,9 @@ from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
 from common.security import DeletedUsersLoader
 from common.workers import BackgroundTask
+from post_service import SERVICE_NAME
 from post_service.api import internal, posts
-from post_service.events import PRODUCER
-from post_service.events.handlers import CONSUMER, build_handlers
+from post_service.events.handlers import build_handlers
 from post_service.repository.authors import AuthorRepository
 from post_service.service.limits import PostLimits
 from post_service.settings import PostSettings
@@ -63,11 +63,13 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
             amqp_url = settings.amqp_url.get_secret_value()
             publisher = Publisher(
                 amqp_url,
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
                 await_consumer_queues=settings.relay_awaits_consumer_queues,
             )
             stack.push_async_callback(publisher.close)
-            consumer = Consumer(amqp_url, service=CONSUMER, handlers=build_handlers(sessionmaker))
+            consumer = Consumer(
+                amqp_url, service=SERVICE_NAME, handlers=build_handlers(sessionmaker)
+            )
             wiring.state["consumer"] = consumer
             # run_forever retries while RabbitMQ is down, so the API starts regardless.
             wiring.workers["consumer"] = BackgroundTask("post-consumer", consumer.run_forever)
@@ -86,7 +88,7 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
 
 def create_app(settings: PostSettings | None = None) -> FastAPI:
     return create_service_app(
-        name="post_service",
+        name=f"{SERVICE_NAME}_service",
         settings=settings or PostSettings(),
         routers=[posts.router, internal.router],
         lifespan=lifespan,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service import SERVICE_NAME
 from auth_service.models import OneTimeToken, RefreshToken, TokenPurpose, User
 from auth_service.repository.tokens import OneTimeTokenRepository, RefreshTokenRepository
 from auth_service.repository.users import UserRepository
@@ -30,9 +31,7 @@ from common.outbox import emit
 from common.sealing import sealer
 from common.time import utcnow
 
-__all__ = ["PRODUCER", "AuthService", "InvalidToken"]
-
-PRODUCER = "auth"
+__all__ = ["AuthService", "InvalidToken"]
 INVALID_CREDENTIALS = "Invalid credentials"
 
 log = get_logger(__name__)
@@ -93,7 +92,7 @@ class AuthService:
                 display_name=user.display_name,
                 email=user.email,
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         await self._request_verification(user)
         log.info("user_registered", user_id=user.id)
@@ -200,7 +199,7 @@ class AuthService:
             UserVerificationRequested(
                 user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
 
     async def verify_email(self, token: str) -> None:
@@ -228,7 +227,7 @@ class AuthService:
             await emit(
                 self.session,
                 UserEmailVerified(user_id=user.id),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
             log.info("user_email_verified", user_id=user.id)
 
@@ -248,7 +247,7 @@ class AuthService:
             UserPasswordResetRequested(
                 user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         log.info("user_password_reset_requested", user_id=user.id)
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service import SERVICE_NAME
 from auth_service.models import User
 from auth_service.repository.users import UserRepository
 from auth_service.schemas import ProfileUpdate
-from auth_service.service.auth import PRODUCER
 from auth_service.service.passwords import PasswordHasher
 from common.errors import NotFound, Unauthorized
 from common.events import UserDeleted, UserUpdated
@@ -62,7 +62,7 @@ class UserService:
                 UserUpdated(
                     user_id=user.id, username=user.username, display_name=user.display_name
                 ),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
         return user
 
@@ -76,7 +76,7 @@ class UserService:
         await emit(
             self.session,
             UserDeleted(user_id=user.id),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         log.info("user_deleted", user_id=user.id)
 

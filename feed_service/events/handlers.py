@@ -7,7 +7,7 @@ through seen-sets, notifications through per-event claims, and deletions leave t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Literal
 
 from common.events import (
     CommentCreated,
@@ -32,9 +32,7 @@ from feed_service.service.feed_manager import Entry, FeedManager, entry_post, ma
 from feed_service.service.notifications import NotificationStore
 from feed_service.service.post_cache import PostCache
 
-__all__ = ["CONSUMER", "FeedEvents"]
-
-CONSUMER: Final = "feed"
+__all__ = ["FeedEvents"]
 
 
 class FeedEvents:

@@ -16,9 +16,9 @@ from common.events import (
 from common.logging import get_logger
 from common.messaging.handlers import EventHandlers
 from common.time import to_ms, utcnow
+from network_service import SERVICE_NAME
 from network_service.repository import graph, outbox
 from network_service.repository.driver import Graph
-from network_service.service.follows import PRODUCER
 
 __all__ = ["build_handlers"]
 
@@ -57,7 +57,7 @@ def build_handlers(graph_db: Graph, *, on_event: Callable[[], None] | None = Non
                 await outbox.emit(
                     tx,
                     UserUnfollowed(follower_id=user_id, followee_id=edge.followee_id),
-                    producer=PRODUCER,
+                    producer=SERVICE_NAME,
                     seq=edge.seq,
                     correlation_id=envelope.correlation_id,
                 )

@@ -11,13 +11,12 @@ from common.errors import NotFound, Unauthorized, Unprocessable
 from common.events import UserFollowed, UserUnfollowed
 from common.ids import new_id
 from common.time import from_ms, to_ms, utcnow
+from network_service import SERVICE_NAME
 from network_service.models import FollowEdge, RelationshipCounts, Suggestion
 from network_service.repository import graph, outbox
 from network_service.repository.driver import Graph
 
-__all__ = ["PRODUCER", "FollowService"]
-
-PRODUCER = "network"
+__all__ = ["FollowService"]
 
 _USER_NOT_FOUND = "User not found"
 
@@ -62,7 +61,7 @@ class FollowService:
                     followee_id=followee_id,
                     followed_at=from_ms(change.since_ms),
                 ),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
                 seq=change.seq,
             )
             return True
@@ -83,7 +82,7 @@ class FollowService:
             await outbox.emit(
                 tx,
                 UserUnfollowed(follower_id=follower_id, followee_id=followee_id),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
                 seq=change.seq,
             )
             return True

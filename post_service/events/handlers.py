@@ -10,12 +10,12 @@ from common.events import EventEnvelope, UserDeleted, UserRegistered, UserUpdate
 from common.logging import get_logger
 from common.messaging.handlers import EventHandlers
 from common.outbox import mark_processed
+from post_service import SERVICE_NAME
 from post_service.service.users import UserReplicaService
 
-__all__ = ["CONSUMER", "build_handlers"]
+__all__ = ["build_handlers"]
 
 # Queue "post.events"; also the consumer name in processed_events.
-CONSUMER = "post"
 
 log = get_logger(__name__)
 
@@ -28,7 +28,7 @@ def build_handlers(sessionmaker: async_sessionmaker[AsyncSession]) -> EventHandl
     ) -> None:
         """Apply ``effect`` once per event id: the processed-event record commits with it."""
         async with sessionmaker() as session, session.begin():
-            if not await mark_processed(session, envelope.id, CONSUMER):
+            if not await mark_processed(session, envelope.id, SERVICE_NAME):
                 log.info("event_already_processed", event_id=envelope.id, type=envelope.type)
                 return
             await effect(UserReplicaService(session))

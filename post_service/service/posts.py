@@ -25,7 +25,7 @@ from common.outbox import emit
 from common.pagination import Page, make_keyed_page
 from common.security import AccessClaims
 from common.time import utcnow
-from post_service.events import PRODUCER
+from post_service import SERVICE_NAME
 from post_service.models import Author
 from post_service.repository.authors import AuthorRepository
 from post_service.repository.comments import CommentRepository
@@ -169,7 +169,7 @@ class PostService:
                 author_username=author.username,
                 author_display_name=author.display_name,
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         return await self._view(post_id, author.id)
 
@@ -196,7 +196,7 @@ class PostService:
             PostUpdated(
                 post_id=post.id, author_id=post.author_id, content=data.content, edited_at=edited_at
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         return await self._view(post_id, user.sub)
 
@@ -209,7 +209,9 @@ class PostService:
             raise Forbidden("Only the author can delete this post")
         await self.posts.delete(post_id)
         await emit(
-            self.session, PostDeleted(post_id=post_id, author_id=post.author_id), producer=PRODUCER
+            self.session,
+            PostDeleted(post_id=post_id, author_id=post.author_id),
+            producer=SERVICE_NAME,
         )
 
     async def timeline(
@@ -269,7 +271,7 @@ class PostService:
             await emit(
                 self.session,
                 PostLiked(post_id=post_id, post_author_id=post.author_id, user_id=author.id),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
 
     async def unlike(self, user: AccessClaims, post_id: str) -> None:
@@ -283,7 +285,7 @@ class PostService:
             await emit(
                 self.session,
                 PostUnliked(post_id=post_id, post_author_id=post.author_id, user_id=user.sub),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
 
     async def likers(self, post_id: str, limit: int, after: TimeCursor | None) -> Page[UserSummary]:
@@ -334,7 +336,7 @@ class PostService:
                 post_author_id=post.author_id,
                 author_id=author.id,
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
         view = await self.comments.view(comment_id)
         assert view is not None
@@ -366,7 +368,7 @@ class PostService:
                 post_author_id=comment.post_author_id,
                 author_id=comment.author_id,
             ),
-            producer=PRODUCER,
+            producer=SERVICE_NAME,
         )
 
     # -- internal read API --------------------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events import CommentDeleted, PostDeleted, PostUnliked
 from common.outbox import emit
-from post_service.events import PRODUCER
+from post_service import SERVICE_NAME
 from post_service.repository.authors import AuthorRepository
 from post_service.repository.comments import CommentRepository
 from post_service.repository.likes import LikeRepository
@@ -46,7 +46,7 @@ class UserReplicaService:
             await emit(
                 self.session,
                 PostUnliked(post_id=post_id, post_author_id=post_author_id, user_id=user_id),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
         for comment in await self.comments.on_others_posts(user_id):
             await self.posts.add_to_counters(comment.post_id, comments=-1)
@@ -58,12 +58,12 @@ class UserReplicaService:
                     post_author_id=comment.post_author_id,
                     author_id=user_id,
                 ),
-                producer=PRODUCER,
+                producer=SERVICE_NAME,
             )
         await self.likes.delete_by_user(user_id)
         await self.comments.delete_by_user(user_id)
         for post_id in await self.posts.delete_by_author(user_id):
             await emit(
-                self.session, PostDeleted(post_id=post_id, author_id=user_id), producer=PRODUCER
+                self.session, PostDeleted(post_id=post_id, author_id=user_id), producer=SERVICE_NAME
             )
         await self.posts.delete_mentions_of(user_id)
