@@ -6,8 +6,11 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
+import orjson
 import structlog
 from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
@@ -68,6 +71,10 @@ def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
+def _orjson_dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    return orjson.dumps(value, default=default).decode()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record (ours and third-party stdlib ones) to stdout as one JSON line.
 
@@ -85,6 +92,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     ]
     structlog.configure(
         processors=[
+            # First: a line below the level is dropped before anything is added to or
+            # formatted in it (the access log at WARNING costs a level check, not a chain).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
@@ -99,7 +109,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ],
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -55,6 +55,11 @@ async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
     redis = connect_redis(
         settings.redis_url, cluster=settings.redis_cluster, block_ms=settings.sse_block_ms
     )
+    marks = (
+        None
+        if settings.write_marks_redis_url is None
+        else connect_redis(settings.write_marks_redis_url)
+    )
     timeout_s = settings.internal_timeout_s
     token = internal_headers(settings)
     async with (
@@ -76,7 +81,7 @@ async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
             feeds=feeds,
             cache=cache,
             notifications=notifications,
-            reader=FeedReader(feeds, cache),
+            reader=FeedReader(feeds, cache, marks),
             fanout=fanout,
             events=FeedEvents(feeds, cache, notifications, fanout),
         )
@@ -85,6 +90,8 @@ async def open_runtime(settings: FeedSettings) -> AsyncIterator[FeedRuntime]:
         finally:
             await fanout.close()
             await close_redis(redis)
+            if marks is not None:
+                await close_redis(marks)
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ from common.messaging.consumer import Consumer
 from common.messaging.publisher import Publisher
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
+from common.redis_client import RedisOptions, connect_redis
 from common.security import DeletedUsersLoader
 from common.workers import BackgroundTask
 from post_service import SERVICE_NAME
@@ -24,6 +25,7 @@ from post_service.api import internal, posts
 from post_service.events.handlers import build_handlers
 from post_service.repository.authors import AuthorRepository
 from post_service.service.limits import PostLimits
+from post_service.service.write_marks import WriteMarks
 from post_service.settings import PostSettings
 
 __all__ = ["create_app", "deleted_since", "lifespan"]
@@ -59,6 +61,14 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
             )
             stack.push_async_callback(limiter.close)
             wiring.state["limits"] = PostLimits(limiter, settings)
+            # Short timeouts and one retry: a mark is worth little time on a post's request.
+            marks_redis = connect_redis(
+                settings.redis_url,
+                decode_responses=True,
+                options=RedisOptions(socket_timeout_s=0.5, connect_timeout_s=0.5, retries=1),
+            )
+            stack.push_async_callback(marks_redis.aclose)
+            wiring.state["write_marks"] = WriteMarks(marks_redis, settings.write_mark_ttl_s)
         if role.workers:
             amqp_url = settings.amqp_url.get_secret_value()
             publisher = Publisher(

@@ -25,6 +25,9 @@ class PostSettings(ServiceSettings):
     rate_comment_user: str = "300/3 hours"
     rate_like_user: str = "1000/hour"
     rate_write_ip: str = "3000/hour"
+    # Each new post marks its author in this Redis (common.write_marks) for this long, so
+    # feed_service asks post_service for the author's posts only when its feed lacks one.
+    write_mark_ttl_s: int = 3600
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()

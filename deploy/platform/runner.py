@@ -115,6 +115,8 @@ class Platform:
         if service == "feed":
             specific["POST_SERVICE_URL"] = self.service_url("post")
             specific["NETWORK_SERVICE_URL"] = self.service_url("network")
+            # post_service marks new posts in its Redis (common.write_marks)
+            specific["WRITE_MARKS_REDIS_URL"] = f"{b.redis_url}/{redis_db['post']}"
         if service == "auth":
             # A stable development key kept in the state directory, so tokens survive restarts.
             specific["SIGNING_KEY_FILE"] = str(self._dev_signing_key())

@@ -94,6 +94,7 @@ class FeedEvents:
         mentioned = [m for m in dict.fromkeys(event.mention_ids) if m != event.author_id]
         # The author's own feed and mentioned users' feeds get it whatever the author's size.
         await self.feeds.insert([event.author_id, *mentioned], [(member, score)])
+        await self.feeds.note_own_post(event.author_id, score)
         for user_id in mentioned:
             await self.notifications.notify(
                 user_id,
@@ -183,7 +184,7 @@ class FeedEvents:
         # Tombstone first: reads drop the account's entries at once, wherever they still are.
         await self.cache.delete_user(user_id)
         members = [m for m, _s in await self.feeds.author_entries(user_id, 100_000)]
-        followers = await self.feeds.known_followers(user_id)
+        followers = await self.feeds.followers(user_id, load=False)
         for member in members:
             await self.cache.delete(entry_post(member))
         if members:

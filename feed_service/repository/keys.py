@@ -11,6 +11,8 @@ __all__ = [
     "DELETED_USERS",
     "author_posts",
     "author_posts_meta",
+    "author_posts_meta_pattern",
+    "author_posts_pattern",
     "entry",
     "feed",
     "feed_lock",
@@ -114,6 +116,18 @@ def followers_meta(user_id: str) -> str:
 def author_posts(user_id: str) -> str:
     """ZSET of the author's recent posts (same members/scores as feeds): follow merge, hybrid."""
     return f"posts:{_u(user_id)}"
+
+
+def author_posts_pattern() -> tuple[str, str]:
+    """(prefix, suffix) around the user id in every ``author_posts`` key (built in Lua)."""
+    prefix, _, suffix = author_posts("\0").partition("\0")
+    return prefix, suffix
+
+
+def author_posts_meta_pattern() -> tuple[str, str]:
+    """(prefix, suffix) around the user id in every ``author_posts_meta`` key."""
+    prefix, _, suffix = author_posts_meta("\0").partition("\0")
+    return prefix, suffix
 
 
 def author_posts_meta(user_id: str) -> str:

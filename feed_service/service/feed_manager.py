@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import LockError
+from redis.exceptions import LockError, NoScriptError
 
 from common.errors import ServiceUnavailable
 from common.logging import get_logger
@@ -38,27 +39,127 @@ Entry = tuple[str, int]
 Cursor = tuple[int, str]
 """Keyset position: the (score, member) of the last entry shown."""
 
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a built feed, as the first round trip of a read finds it."""
+
+    entries: list[Entry]
+    more: bool
+    likes_tracked: bool
+    own_seen_ms: int
+    """The newest own post the feed is known to hold (0: unknown)."""
+
+
 _log = get_logger("feed_service.feeds")
 
 _CHUNK = 1000
+# Users per script call: a call holds Redis for about 2 µs per user and entry, so reads wait
+# at most a fraction of a millisecond behind a fan-out; the calls of a chunk are pipelined.
+_SCRIPT_USERS = 100
 
-# Single-node fast path of ``insert``: one script call per batch instead of ~4 commands per
-# follower. KEYS: feed1, marker1, feed2, marker2, ... ARGV: cap, require_marker, score/member
-# pairs. Same effect as the pipelined path (skip missing markers, add, trim, marker's TTL).
-# A Redis Cluster cannot run it (its keys span slots), so cluster deployments pipeline.
+# Single-node fast path of ``insert``: one script call per chunk of users instead of ~4
+# commands per follower. KEYS: feed1, marker1, feed2, marker2, ... ARGV: cap, require_marker,
+# trim-above, score/member pairs. Skips missing markers; trims only once a feed holds more
+# than cap + slack (ZCARD is O(1), a trim is not); sets a TTL only on a feed key the ZADD
+# created (a read renews the TTLs of the feed and its marker together). A Redis Cluster cannot
+# run it (its keys span slots), so cluster deployments pipeline.
 _BATCH_ADD_LUA = """
 local cap = tonumber(ARGV[1])
+local above = tonumber(ARGV[3])
 local written = 0
 for i = 1, #KEYS, 2 do
   local ttl = redis.call('PTTL', KEYS[i + 1])
   if ARGV[2] == '0' or ttl ~= -2 then
-    for j = 3, #ARGV, 2 do redis.call('ZADD', KEYS[i], ARGV[j], ARGV[j + 1]) end
-    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(cap + 1))
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+    for j = 4, #ARGV, 2 do redis.call('ZADD', KEYS[i], ARGV[j], ARGV[j + 1]) end
+    if redis.call('ZCARD', KEYS[i]) > above then
+      redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(cap + 1))
+    end
+    if ttl > 0 and redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ttl) end
     written = written + 1
   end
 end
 return written
+"""
+
+# One home-feed page in one round trip (the read path's first; hydration is the second).
+# KEYS: feed, marker, following, liked-marker of the reader (one slot), then on a single node
+# only the big-author set. ARGV: count, cursor score ('' = first page), cursor member, idle ms,
+# refresh-below ms, then the author index key's prefix/suffix and its marker's prefix/suffix.
+# Returns false for an unbuilt feed, else {likes tracked, own-post watermark, authors whose
+# index must be loaded first, flat member/score list newest first (at most count)}.
+# The idle TTL is refreshed only when less than refresh-below is left (about once a day per
+# active reader), not on every read. The keyset skips the cursor's ties already shown.
+_PAGE_LUA = """
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl == -2 then return false end
+if ttl < tonumber(ARGV[5]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+local count = tonumber(ARGV[1])
+local function range(key)
+  if ARGV[2] == '' then return redis.call('ZREVRANGE', key, 0, count - 1, 'WITHSCORES') end
+  local ties = redis.call('ZCOUNT', key, ARGV[2], ARGV[2])
+  local rows = redis.call('ZREVRANGEBYSCORE', key, ARGV[2], '-inf', 'WITHSCORES',
+    'LIMIT', 0, count + ties)
+  local top = tonumber(ARGV[2])
+  local out = {}
+  for i = 1, #rows, 2 do
+    local score = tonumber(rows[i + 1])
+    if score < top or rows[i] < ARGV[3] then
+      out[#out + 1] = rows[i]
+      out[#out + 1] = rows[i + 1]
+      if #out >= 2 * count then break end
+    end
+  end
+  return out
+end
+local page = range(KEYS[1])
+local missing = {}
+if KEYS[5] and redis.call('SCARD', KEYS[5]) > 0 then
+  local big = redis.call('SINTER', KEYS[5], KEYS[3])
+  if #big > 0 then
+    local seen, rows = {}, {}
+    local function take(list)
+      for i = 1, #list, 2 do
+        if not seen[list[i]] then
+          seen[list[i]] = true
+          rows[#rows + 1] = {list[i], tonumber(list[i + 1]), list[i + 1]}
+        end
+      end
+    end
+    take(page)
+    for _, author in ipairs(big) do
+      if redis.call('EXISTS', ARGV[8] .. author .. ARGV[9]) == 0 then
+        missing[#missing + 1] = author
+      else
+        take(range(ARGV[6] .. author .. ARGV[7]))
+      end
+    end
+    table.sort(rows, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] > b[1]
+    end)
+    page = {}
+    for i = 1, math.min(count, #rows) do
+      page[#page + 1] = rows[i][1]
+      page[#page + 1] = rows[i][3]
+    end
+  end
+end
+local own = redis.call('HGET', KEYS[2], 'own_seen') or ''
+return {redis.call('EXISTS', KEYS[4]), own, missing, page}
+"""
+
+# KEYS: marker. ARGV: created ms. The newest own post the feed holds (read-your-own-writes
+# watermark), only ever raised, and only on a built feed.
+_OWN_SEEN_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seen = tonumber(redis.call('HGET', KEYS[1], 'own_seen') or '0') or 0
+if tonumber(ARGV[1]) > seen then redis.call('HSET', KEYS[1], 'own_seen', ARGV[1]) end
+return 1
 """
 
 
@@ -104,6 +205,8 @@ class FeedManager:
         self.posts = posts
         self.network = network
         self._batch_add = None if settings.redis_cluster else redis.register_script(_BATCH_ADD_LUA)
+        self._page = redis.register_script(_PAGE_LUA)
+        self._own_seen = redis.register_script(_OWN_SEEN_LUA)
 
     def _pipeline(self) -> Any:
         # Non-transactional everywhere: on a cluster the pipeline is split per node, and every
@@ -129,14 +232,14 @@ class FeedManager:
         if not entries or not user_ids:
             return 0
         mapping = {member: score for member, score in entries}
+        cap = self.settings.feed_cap
         written = 0
         if self._batch_add is not None:
-            args: list[Any] = [self.settings.feed_cap, "1" if require_marker else "0"]
+            args: list[Any] = [cap, "1" if require_marker else "0", cap + self.settings.trim_slack]
             for member, score in entries:
                 args += [score, member]
             for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
-                batch_keys = [k for u in chunk for k in (keys.feed(u), keys.feed_meta(u))]
-                written += int(await self._batch_add(keys=batch_keys, args=args))
+                written += await self._insert_scripted(chunk, args)
             return written
         for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
             ttls: list[int] = [-1] * len(chunk)
@@ -153,6 +256,28 @@ class FeedManager:
                 written += 1
             await pipe.execute()
         return written
+
+    async def _insert_scripted(self, users: Sequence[str], args: list[Any]) -> int:
+        """One pipeline of script calls of at most ``_SCRIPT_USERS`` users each.
+
+        EVALSHA by hand: redis-py's pipelined scripts cost a SCRIPT EXISTS round trip per
+        pipeline. After a Redis restart (script cache empty) the script is loaded and the
+        chunk written again, which is idempotent.
+        """
+        assert self._batch_add is not None
+        sha = self._batch_add.sha
+        for attempt in range(2):
+            pipe = self._pipeline()
+            for group in _chunks(users, _SCRIPT_USERS):
+                group_keys = [k for u in group for k in (keys.feed(u), keys.feed_meta(u))]
+                pipe.evalsha(sha, len(group_keys), *group_keys, *args)
+            try:
+                return sum(int(n) for n in await pipe.execute())
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self.redis.script_load(_BATCH_ADD_LUA)
+        raise AssertionError("unreachable")
 
     def _write(self, pipe: Any, key: str, mapping: dict[str, int], ttl_ms: int) -> None:
         pipe.zadd(key, mapping)
@@ -244,14 +369,21 @@ class FeedManager:
             await self.redis.sadd(keys.followers(author_id), *chunk)
         await self.redis.set(keys.followers_meta(author_id), "1")
 
-    async def followers(self, author_id: str) -> list[str]:
-        """The author's followers, sorted (so fan-out batches are deterministic)."""
-        await self.ensure_followers(author_id)
-        return await self.known_followers(author_id)
+    async def followers(self, author_id: str, *, load: bool = True) -> list[str]:
+        """The author's followers (loaded first when the replica's marker is gone, unless not
+        ``load``), read with SSCAN in slices so a large set never holds Redis for long.
 
-    async def known_followers(self, author_id: str) -> list[str]:
-        """The follower replica as it is (not loaded when its marker is missing), sorted."""
-        return sorted(await self.redis.smembers(keys.followers(author_id)))
+        Unordered: a follower added during the scan may be missed, but the follow merges the
+        author's index (which already holds the post) into its feed, so nothing is lost.
+        """
+        if load:
+            await self.ensure_followers(author_id)
+        found: list[str] = []
+        async for member in self.redis.sscan_iter(
+            keys.followers(author_id), count=self.settings.fanout_batch_size
+        ):
+            found.append(member)
+        return list(dict.fromkeys(found))  # SSCAN may return an element twice
 
     async def start_account(self, user_id: str) -> None:
         """A new account's follower set and author index are complete from the start: every
@@ -324,16 +456,6 @@ class FeedManager:
     async def is_built(self, user_id: str) -> bool:
         return bool(await self.redis.exists(keys.feed_meta(user_id)))
 
-    async def touch(self, user_id: str) -> None:
-        """A read keeps the feed active for another idle period."""
-        ttl = self.settings.idle_ttl_ms
-        pipe = self._pipeline()
-        pipe.hset(keys.feed_meta(user_id), "last_read", int(time.time() * 1000))
-        pipe.pexpire(keys.feed_meta(user_id), ttl)
-        pipe.pexpire(keys.feed(user_id), ttl)
-        pipe.pexpire(keys.following(user_id), ttl)
-        await pipe.execute()
-
     async def ensure_feed(self, user_id: str) -> bool:
         """Build the feed if it is missing; True when a rebuild ran. Single-flight per user."""
         if await self.is_built(user_id):
@@ -375,6 +497,9 @@ class FeedManager:
         try:
             entries = await self._rebuilt_entries(user_id, followees)
             await self.insert([user_id], entries)
+            own_ms = [ms for member, ms in entries if entry_author(member) == user_id]
+            if own_ms:
+                await self.note_own_post(user_id, max(own_ms))
         except BaseException:
             # A half-built feed must not stay marked built, or no read would rebuild it again.
             with contextlib.suppress(Exception):
@@ -434,6 +559,77 @@ class FeedManager:
         await pipe.execute()
 
     # ------------------------------------------------------------------ reads
+    async def read_page(
+        self, user_id: str, limit: int, cursor: Cursor | None, shown: int = 0
+    ) -> Page | None:
+        """One page of a built feed in one script call (``None``: the feed is not built).
+
+        Big accounts the reader follows are merged in with the same keyset (on a single node
+        inside the script; a cluster reads their author indexes afterwards, other slots).
+        The pass stops at ``feed_cap`` entries in all, as full fan-out would .
+        """
+        limit = min(limit, self.settings.feed_cap - shown)
+        count = max(limit, 0) + 1
+        idle = self.settings.idle_ttl_ms
+        refresh_below = idle - min(int(self.settings.touch_interval_s * 1000), idle // 2)
+        page_keys = [
+            keys.feed(user_id),
+            keys.feed_meta(user_id),
+            keys.following(user_id),
+            keys.liked_meta(user_id),
+        ]
+        if not self.settings.redis_cluster:
+            page_keys.append(keys.BIG_AUTHORS)
+        index_prefix, index_suffix = keys.author_posts_pattern()
+        meta_prefix, meta_suffix = keys.author_posts_meta_pattern()
+        for _attempt in range(2):
+            raw = await self._page(
+                keys=page_keys,
+                args=[
+                    count,
+                    "" if cursor is None else cursor[0],
+                    "" if cursor is None else cursor[1],
+                    idle,
+                    refresh_below,
+                    index_prefix,
+                    index_suffix,
+                    meta_prefix,
+                    meta_suffix,
+                ],
+            )
+            if raw is None:
+                return None
+            tracked, own, missing, flat = raw
+            if not missing:
+                break
+            for author in missing:  # rare: an author index lost with Redis
+                await self.ensure_author_index(author)
+        entries = [(flat[i], int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        if self.settings.redis_cluster:
+            entries = await self._merge_big(user_id, entries, cursor, count)
+        if limit <= 0:
+            return Page([], False, bool(tracked), int(own or 0))
+        more = len(entries) > limit and shown + limit < self.settings.feed_cap
+        return Page(entries[:limit], more, bool(tracked), int(own or 0))
+
+    async def _merge_big(
+        self, user_id: str, entries: list[Entry], cursor: Cursor | None, count: int
+    ) -> list[Entry]:
+        """Cluster path of the hybrid merge: the author indexes live in other slots."""
+        big = await self.followed_big_authors(user_id)
+        if not big:
+            return entries
+        merged = dict(entries)
+        for author in big:
+            await self.ensure_author_index(author)
+            for member, score in await self._range_after(keys.author_posts(author), cursor, count):
+                merged[member] = score
+        return sorted(merged.items(), key=_sort_key, reverse=True)[:count]
+
+    async def note_own_post(self, user_id: str, created_ms: int) -> None:
+        """The user's own post ``created_ms`` is in their feed (read-your-own-writes)."""
+        await self._own_seen(keys=[keys.feed_meta(user_id)], args=[created_ms])
+
     async def _range_after(self, key: str, cursor: Cursor | None, count: int) -> list[Entry]:
         if cursor is None:
             rows = await self.redis.zrevrange(key, 0, count - 1, withscores=True)
@@ -450,37 +646,14 @@ class FeedManager:
         ]
         return result[:count]
 
-    async def read_entries(
-        self, user_id: str, limit: int, cursor: Cursor | None, shown: int = 0
-    ) -> tuple[list[Entry], bool]:
-        """Up to ``limit`` entries after ``cursor``, newest first, and whether more exist.
-
-        Big accounts the reader follows are merged in from their author index with the same
-        keyset, so the result equals what full fan-out would have stored: that includes the
-        cap. A fanned-out feed holds the newest ``feed_cap`` entries, but the feed plus the
-        author indexes hold up to ``feed_cap`` each, so one pass over the pages (``shown``
-        entries before this page, carried in the cursor) stops at ``feed_cap`` in all.
-        """
-        limit = min(limit, self.settings.feed_cap - shown)
-        if limit <= 0:
-            return [], False
-        sources = [keys.feed(user_id)]
-        for author in await self.followed_big_authors(user_id):
-            await self.ensure_author_index(author)
-            sources.append(keys.author_posts(author))
-        merged: dict[str, int] = {}
-        for key in sources:
-            for member, score in await self._range_after(key, cursor, limit + 1):
-                merged[member] = score
-        ordered = sorted(merged.items(), key=_sort_key, reverse=True)
-        more = len(ordered) > limit and shown + limit < self.settings.feed_cap
-        return ordered[:limit], more
-
-    async def merge_own_recent(self, user_id: str, limit: int) -> None:
+    async def merge_own_recent(self, user_id: str, limit: int, mark_ms: int = 0) -> None:
         """Read-your-own-writes: the reader's newest posts from post_service join their feed.
 
         The post.created event may not be consumed yet when the author reads right after
-        ``POST /posts``; post_service is the source of truth, so ask it (briefly).
+        ``POST /posts``; post_service is the source of truth, so ask it (briefly). Its answer
+        holds every post committed before the write mark ``mark_ms`` was set (post_service
+        marks after the commit), so the watermark rises to it: a marked post missing from
+        the answer was deleted, and is not asked for again.
         """
         try:
             recent = await self.posts.recent(
@@ -489,10 +662,9 @@ class FeedManager:
         except Exception as exc:  # degrade: the event will bring the post shortly
             _log.warning("own_posts_unavailable", error=type(exc).__name__)
             return
-        entries = await self.without_tombstones(
-            [make_entry(pid, aid, ms) for pid, aid, ms in recent if aid == user_id]
-        )
-        await self.insert([user_id], entries)
+        own = [make_entry(pid, aid, ms) for pid, aid, ms in recent if aid == user_id]
+        await self.insert([user_id], await self.without_tombstones(own))
+        await self.note_own_post(user_id, max([mark_ms, *(ms for _m, ms in own)]))
 
     async def without_tombstones(self, entries: list[Entry]) -> list[Entry]:
         if not entries:

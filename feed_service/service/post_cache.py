@@ -9,11 +9,12 @@ replaces it, so no like or comment is ever counted twice.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from common.errors import ServiceUnavailable
 from common.events import PostCreated
@@ -129,10 +130,18 @@ return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 """
 
 
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _iso_ms(value: str | None) -> int | None:
     if not value:
         return None
     return to_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _summary(user_id: str, row: Mapping[str, str]) -> dict[str, str]:
+    return {"id": user_id, "username": row["username"], "display_name": row["display_name"]}
 
 
 class Hydrated:
@@ -164,8 +173,8 @@ class PostCache:
             "created_at": to_ms(event.created_at),
             "edited_at": 0,
             "reply_to_id": event.reply_to_id or "",
-            "hashtags": json.dumps(event.hashtags),
-            "mention_ids": json.dumps(event.mention_ids),
+            "hashtags": _dumps(event.hashtags),
+            "mention_ids": _dumps(event.mention_ids),
         }
         post_id = event.post_id
         await self._create(
@@ -203,7 +212,7 @@ class PostCache:
             keys.post_pending_edit(post_id),
         )
         await pipe.execute()
-        return list(json.loads(mentions_raw)) if mentions_raw else []
+        return list(orjson.loads(mentions_raw)) if mentions_raw else []
 
     async def count_like(self, post_id: str, user_id: str, *, add: bool) -> None:
         await self._count(
@@ -262,42 +271,76 @@ class PostCache:
         for user_id in ids:
             pipe.hgetall(keys.user(user_id))
         rows = await pipe.execute()
-        return {
-            uid: {"id": uid, "username": row["username"], "display_name": row["display_name"]}
-            for uid, row in zip(ids, rows, strict=True)
-            if row
-        }
+        return {uid: _summary(uid, row) for uid, row in zip(ids, rows, strict=True) if row}
 
     # -------------------------------------------------------------- hydration
     async def hydrate(
-        self, parsed: Sequence[tuple[str, str, str]], viewer_id: str | None
+        self,
+        parsed: Sequence[tuple[str, str, str]],
+        viewer_id: str | None,
+        *,
+        likes_tracked: bool | None = None,
     ) -> Hydrated:
-        """Posts for feed entries given as (member, post id, author id), in order."""
+        """Posts for feed entries given as (member, post id, author id), in order.
+
+        One pipelined round trip on the common path: post hashes, tombstones, the authors'
+        summaries and account tombstones, the viewer's liked flags. A second one only for
+        mentioned users who are not among the authors; post_service only for misses.
+        ``likes_tracked`` is whether the viewer's liked set is complete, when the caller
+        already knows it.
+        """
+        authors = list(dict.fromkeys(author for _m, _p, author in parsed))
+        post_ids = [post_id for _m, post_id, _a in parsed]
         pipe = self.redis.pipeline(transaction=False)
-        for _member, post_id, author_id in parsed:
+        for post_id in post_ids:
             pipe.hgetall(keys.post(post_id))
             pipe.exists(keys.tombstone(post_id))
+        for author_id in authors:
+            pipe.hgetall(keys.user(author_id))
             pipe.exists(keys.user_tombstone(author_id))
-        if viewer_id is not None:
-            pipe.exists(keys.liked_meta(viewer_id))
+        viewer = viewer_id or ""
+        ask_tracked = viewer_id is not None and likes_tracked is None
+        if ask_tracked:
+            pipe.exists(keys.liked_meta(viewer))
+        ask_liked = viewer_id is not None and likes_tracked is not False and bool(post_ids)
+        if ask_liked:
+            pipe.smismember(keys.liked(viewer), post_ids)
         raw = await pipe.execute()
-        likes_tracked = bool(raw[-1]) if viewer_id is not None else True
+        flags: list[Any] = raw.pop() if ask_liked else []
+        if ask_tracked:
+            likes_tracked = bool(raw.pop())
+        likes_tracked = True if viewer_id is None else bool(likes_tracked)
+        n = 2 * len(post_ids)
+        users: dict[str, dict[str, str]] = {}
+        gone_authors: set[str] = set()
+        for j, author_id in enumerate(authors):
+            row, user_tomb = raw[n + 2 * j], raw[n + 2 * j + 1]
+            if user_tomb:
+                gone_authors.add(author_id)
+            elif row:
+                users[author_id] = _summary(author_id, row)
+        liked_flags = dict(zip(post_ids, flags, strict=True)) if flags else {}
 
         dropped: list[str] = []
         cached: dict[str, dict[str, Any]] = {}
         alive: list[tuple[str, str]] = []  # (member, post_id)
-        for i, (member, post_id, _author) in enumerate(parsed):
-            row, tomb, user_tomb = raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]
-            if tomb or user_tomb:
+        for i, (member, post_id, author_id) in enumerate(parsed):
+            row, tomb = raw[2 * i], raw[2 * i + 1]
+            if tomb or author_id in gone_authors:
                 dropped.append(member)
                 continue
             alive.append((member, post_id))
             if row:
                 cached[post_id] = row
-        users = await self.summaries(
-            [r["author_id"] for r in cached.values()]
-            + [u for r in cached.values() for u in json.loads(r.get("mention_ids") or "[]")]
-        )
+        mentioned = [
+            u
+            for r in cached.values()
+            if r.get("mention_ids", "[]") != "[]"
+            for u in orjson.loads(r.get("mention_ids") or "[]")
+            if u not in users
+        ]
+        if mentioned:
+            users.update(await self.summaries(mentioned))
 
         def complete(row: Mapping[str, Any]) -> bool:
             # A mention of an unknown (e.g. deleted) user is left out, not worth a call.
@@ -323,11 +366,7 @@ class PostCache:
                 dropped += [m for m, pid in alive if pid in gone]
                 alive = [(m, pid) for m, pid in alive if pid not in gone]
 
-        liked: set[str] = set()
-        if viewer_id is not None and likes_tracked and alive:
-            ids = [pid for _m, pid in alive]
-            flags = await self.redis.smismember(keys.liked(viewer_id), ids)
-            liked = {pid for pid, flag in zip(ids, flags, strict=True) if flag}
+        liked = {pid for pid, flag in liked_flags.items() if flag}
 
         posts: list[dict[str, Any]] = []
         for _member, post_id in alive:
@@ -356,7 +395,7 @@ class PostCache:
         liked_by_me: bool,
     ) -> dict[str, Any]:
         edited = int(row.get("edited_at") or 0)
-        mentions = json.loads(row.get("mention_ids") or "[]")
+        mentions = orjson.loads(row.get("mention_ids") or "[]")
         return {
             "id": post_id,
             "author": users[row["author_id"]],
@@ -364,7 +403,7 @@ class PostCache:
             "created_at": format_timestamp(from_ms(int(row["created_at"]))),
             "edited_at": format_timestamp(from_ms(edited)) if edited else None,
             "reply_to_id": row.get("reply_to_id") or None,
-            "hashtags": json.loads(row.get("hashtags") or "[]"),
+            "hashtags": orjson.loads(row.get("hashtags") or "[]"),
             "mentions": [users[m] for m in mentions if m in users],
             "like_count": int(row.get("like_count") or 0),
             "comment_count": int(row.get("comment_count") or 0),
@@ -383,8 +422,8 @@ class PostCache:
                 "created_at": _iso_ms(post["created_at"]) or 0,
                 "edited_at": _iso_ms(post.get("edited_at")) or 0,
                 "reply_to_id": post.get("reply_to_id") or "",
-                "hashtags": json.dumps(post.get("hashtags") or []),
-                "mention_ids": json.dumps([m["id"] for m in post.get("mentions") or []]),
+                "hashtags": _dumps(post.get("hashtags") or []),
+                "mention_ids": _dumps([m["id"] for m in post.get("mentions") or []]),
                 "like_count": int(post.get("like_count") or 0),
                 "comment_count": int(post.get("comment_count") or 0),
             }

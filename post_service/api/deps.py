@@ -10,8 +10,9 @@ from common.db import SessionDep
 from common.text import StorableText
 from post_service.service.limits import PostLimits
 from post_service.service.posts import PostService
+from post_service.service.write_marks import WriteMarks
 
-__all__ = ["IdempotencyKey", "LimitsDep", "PostServiceDep"]
+__all__ = ["IdempotencyKey", "LimitsDep", "PostServiceDep", "WriteMarksDep"]
 
 
 async def get_post_service(session: SessionDep) -> PostService:
@@ -27,6 +28,14 @@ async def get_limits(request: Request) -> PostLimits:
 
 
 LimitsDep = Annotated[PostLimits, Depends(get_limits)]
+
+
+async def get_write_marks(request: Request) -> WriteMarks:
+    marks: WriteMarks = request.app.state.write_marks
+    return marks
+
+
+WriteMarksDep = Annotated[WriteMarks, Depends(get_write_marks)]
 
 IdempotencyKey = Annotated[
     StorableText | None,

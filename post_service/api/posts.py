@@ -11,7 +11,7 @@ from common.pagination import Page, PageDep
 from common.ratelimit import ClientIP
 from common.security import CurrentUser, OptionalUser
 from common.text import StorableText
-from post_service.api.deps import IdempotencyKey, LimitsDep, PostServiceDep
+from post_service.api.deps import IdempotencyKey, LimitsDep, PostServiceDep, WriteMarksDep
 from post_service.schemas import Comment, CommentCreate, Post, PostCreate, PostUpdate, UserSummary
 from post_service.service.cursors import RankCursor, TimeCursor
 
@@ -35,11 +35,16 @@ async def create_post(
     user: CurrentUser,
     posts: PostServiceDep,
     limits: LimitsDep,
+    marks: WriteMarksDep,
     ip: ClientIP,
     idempotency_key: IdempotencyKey = None,
 ) -> Post:
     await limits.post(user.sub, ip)
-    return await posts.create_post(user, body, idempotency_key)
+    post = await posts.create_post(user, body, idempotency_key)
+    # Committed first: a reader that sees the mark asks for posts that must then be there.
+    await posts.commit()
+    await marks.post_created(user.sub, post.created_at)
+    return post
 
 
 @router.get("/posts", responses=problem_responses(401, 422), summary="Search posts or list by tag")

@@ -130,6 +130,11 @@ class PostService:
 
     # -- posts --------------------------------------------------------------------------------
 
+    async def commit(self) -> None:
+        """End the request's transaction now (the session dependency's commit is then a
+        no-op), for effects outside the database that must follow it."""
+        await self.session.commit()
+
     async def create_post(
         self, user: AccessClaims, data: PostCreate, idempotency_key: str | None
     ) -> Post:

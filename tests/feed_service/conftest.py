@@ -282,7 +282,7 @@ FeedFactory = Callable[..., Any]
 
 @pytest.fixture
 async def feed_settings(
-    redis_target: RedisTarget, vhost: str, post_app_url: str, network_url: str
+    redis_target: RedisTarget, vhost: str, post_app_url: str, network_url: str, redis_url: str
 ) -> Callable[..., FeedSettings]:
     def make(**overrides: Any) -> FeedSettings:
         values: dict[str, Any] = {
@@ -291,6 +291,12 @@ async def feed_settings(
             "amqp_url": vhost,
             "post_service_url": post_app_url,
             "network_service_url": network_url,
+            # post_app_url's Redis, where post_service marks new posts
+            "write_marks_redis_url": redis_url,
+            # The production 0.5 s is a latency budget; a loaded test machine misses it and
+            # the read degrades to the event path, which tests of the merge cannot tell from
+            # a bug.
+            "own_posts_timeout_s": 5.0,
             "environment": "test",
             "fanout_workers": 2,
             "inline_fanout_max": 2,

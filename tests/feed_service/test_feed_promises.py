@@ -6,6 +6,8 @@ import functools
 import time
 from typing import Any
 
+import pytest
+
 from tests.feed_service.conftest import FeedHarness
 from tests.support.polling import eventually
 
@@ -37,6 +39,31 @@ async def test_read_your_own_writes_with_workers(h: FeedHarness) -> None:
     for n in range(3):
         post = await h.post(alice, f"post {n}")
         assert (await h.feed_ids(alice))[0] == post["id"]
+
+
+async def test_first_pages_ask_post_service_only_for_an_unseen_own_post(
+    h: FeedHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await h.user("alice")
+    await h.feed_page(alice)  # built
+    posts = h.runtime.feeds.posts
+    calls: list[Any] = []
+    original = posts.recent
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(posts, "recent", counting)
+    for _ in range(3):
+        await h.feed_page(alice)
+    assert calls == []  # nothing written: the common path makes no call
+    post = await h.post(alice, "mine")
+    assert (await h.feed_ids(alice))[0] == post["id"]  # asked, unless the event came first
+    calls.clear()
+    for _ in range(3):
+        assert (await h.feed_ids(alice))[0] == post["id"]
+    assert calls == []  # seen now: no more calls
 
 
 async def test_followed_post_visible_within_one_second(h: FeedHarness) -> None:
@@ -136,10 +163,14 @@ async def test_deleted_account_posts_leave_every_feed(h: FeedHarness) -> None:
     async def gone() -> bool:
         return await h.feed_ids(bob) == [b1["id"]]
 
-    await eventually(gone)
-    assert not await h.redis.exists(
-        f"feed:{{u:{alice.id}}}", f"feedmeta:{{u:{alice.id}}}", f"notif:{{u:{alice.id}}}"
-    )
+    await eventually(gone)  # at once: the account tombstone drops its entries on read
+
+    async def dropped() -> bool:
+        # The handler drops the account's keys after the tombstone, a moment later.
+        keys = (f"feed:{{u:{alice.id}}}", f"feedmeta:{{u:{alice.id}}}", f"notif:{{u:{alice.id}}}")
+        return not await h.redis.exists(*keys)
+
+    await eventually(dropped)
     assert not await h.redis.sismember(f"followers:{{u:{bob.id}}}", alice.id)
     assert not await h.redis.zscore(f"feed:{{u:{bob.id}}}", f"{a1['id']}:{alice.id}")
 
