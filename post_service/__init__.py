@@ -4,8 +4,8 @@ Where things are: ``api/`` (HTTP: public post endpoints and the internal read AP
 ``service/posts.py`` (the rules, and the events each change emits), ``service/users.py`` (the
 author replica), ``repository/`` (SQL; events are written in the caller's transaction with
 ``common.outbox.emit``), ``events/handlers.py`` (user.* events), ``models.py`` and
-``migrations/`` (the schema), ``app.py`` (wiring: clients, the consumer and the outbox relay), ``__main__.py``
-(``serve | worker | migrate``).
+``migrations/`` (the schema), ``app.py`` (wiring: clients, the consumer and the outbox
+relay), ``__main__.py`` (``serve | worker | migrate``).
 """
 
 # The service's one name: its queues (post.events, ...) and the ``producer`` of the events it
