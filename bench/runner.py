@@ -809,6 +809,7 @@ class Bench:
         self.results["meta"] = {
             "started_at": datetime.now(UTC).isoformat(),
             "smoke": self.config.smoke,
+            "phases": list(self.config.phases),
             "step_s": self.config.step_s,
             "short_steps": self.config.step_s < 30,
             "loadavg_start": list(os.getloadavg()),
