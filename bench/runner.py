@@ -29,7 +29,7 @@ import platform as pyplatform
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -785,9 +785,10 @@ class Bench:
         out["crossover"] = crossover(rows)
         self.results["push_vs_pull"] = out
 
-    async def _phase(self, name: str, work: Any) -> None:
+    async def _phase(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Run one phase; a failure is recorded and the later phases still run."""
         if name not in self.config.phases:
+            work.close()  # a phase left out is never started
             return
         t0 = time.monotonic()
         try:
@@ -808,6 +809,7 @@ class Bench:
         self.results["meta"] = {
             "started_at": datetime.now(UTC).isoformat(),
             "smoke": self.config.smoke,
+            "phases": list(self.config.phases),
             "step_s": self.config.step_s,
             "short_steps": self.config.step_s < 30,
             "loadavg_start": list(os.getloadavg()),
