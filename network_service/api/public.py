@@ -68,8 +68,15 @@ def _page(edges: list[FollowEdge], limit: int) -> Page[FollowListItem]:
 async def follow(
     user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep, limits: LimitsDep, ip: ClientIP
 ) -> Response:
+    # The request time orders this follow against other operations on the pair (FollowService).
+    accepted_at = service.accept()
     await limits.follow(me.sub, ip)
-    await service.follow(follower_id=me.sub, follower_username=me.username, followee_id=user_id)
+    await service.follow(
+        follower_id=me.sub,
+        follower_username=me.username,
+        followee_id=user_id,
+        accepted_at=accepted_at,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -82,8 +89,9 @@ async def follow(
 async def unfollow(
     user_id: UserIdPath, me: CurrentUser, service: FollowServiceDep, limits: LimitsDep, ip: ClientIP
 ) -> Response:
+    accepted_at = service.accept()
     await limits.follow(me.sub, ip)
-    await service.unfollow(follower_id=me.sub, followee_id=user_id)
+    await service.unfollow(follower_id=me.sub, followee_id=user_id, accepted_at=accepted_at)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

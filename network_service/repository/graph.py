@@ -4,12 +4,13 @@ Queries are literal strings with ``$parameters`` only; nothing is ever built fro
 functions take a transaction so the service layer decides what runs atomically together.
 
 Layout: ``(:User {id, username, display_name, profile_at, event_seq})``
-``-[:FOLLOWS {since, follower_id, followee_id, marker}]->(:User)`` where ``since`` is
-milliseconds since the epoch, the two ids copy the end nodes' ids for the index that pages
-followers, ``profile_at`` the ``occurred_at`` (ms) of the
-event that last set the names (so an older event never overwrites a newer one) and
-``event_seq`` the per-follower sequence of outbox events. ``(:DeletedUser {id})`` tombstones
-mark deleted accounts.
+``-[:FOLLOWS {since, follower_id, followee_id, marker, op_at}]->(:User)`` where ``since`` is
+milliseconds since the epoch, ``op_at`` the request time of the last operation applied to the
+pair, ``(:User)-[:UNFOLLOWED {at}]->(:User)`` the same for an unfollowed pair (``_ORDER``),
+the two ids copy the end nodes' ids for the index that pages followers, ``profile_at`` the
+``occurred_at`` (ms) of the event that last set the names (so an older event never
+overwrites a newer one) and ``event_seq`` the per-follower sequence of outbox events.
+``(:DeletedUser {id})`` tombstones mark deleted accounts.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ _PROVISIONAL_PROFILE_AT = -1
 # up front, "A follows B" and "B follows A" at the same moment each held one node and waited
 # for the other (DeadlockDetected, retried after about a second). In one global order the
 # second transaction waits on the first lock instead.
+
+# _ORDER: each follow and unfollow carries the time its request was accepted (``op_at``, ns,
+# strictly increasing per process). The pair keeps the time of the last operation applied to
+# it: ``op_at`` on the FOLLOWS relationship, or ``at`` on an ``UNFOLLOWED`` tombstone
+# relationship once unfollowed (at most one of the two exists). An operation older than that is
+# a no-op, so a request the client gave up on, still retried by the driver or still running
+# after the client went away, cannot commit over a later, acknowledged one on the same pair.
+# Relationships without ``op_at`` (written before this rule) count as older than any request.
+_NEVER = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +100,17 @@ async def create_follow(
     follower_username: str,
     followee_id: str,
     now_ms: int,
+    op_at: int,
     marker: str,
 ) -> FollowOutcome:
-    """MERGE the follow unless the caller's account was deleted or the followee does not exist.
+    """Create the follow unless the caller's account was deleted, the followee does not exist,
+    or a newer operation on the pair was applied already (see ``_ORDER``).
 
     One query, checks included: each round trip inside the transaction costs a few ms.
     The follower's node is created from token claims when its user.registered has not arrived
     yet. Setting ``_lock`` takes both endpoints' write locks (see ``_LOCK_BOTH``) before the
-    relationship is read, so every follow and unfollow of one follower is serialised:
-    ``event_seq`` never loses an update and its order is the commit order. ``marker`` (the
-    event id) tells a new relationship from an existing one.
+    relationships are read, so every follow and unfollow of one follower is serialised:
+    ``event_seq`` never loses an update and its order is the commit order.
     """
     result = await tx.run(
         """
@@ -113,17 +124,25 @@ async def create_follow(
           WITH a, b
           FOREACH (n IN CASE WHEN a.id < b.id THEN [a, b] ELSE [b, a] END | SET n._lock = true)
           WITH a, b
-          MERGE (a)-[r:FOLLOWS]->(b)
-            ON CREATE SET r.since = $now_ms, r.marker = $marker,
-                          r.follower_id = a.id, r.followee_id = b.id
-          WITH a, b, r, r.marker = $marker AS created
+          OPTIONAL MATCH (a)-[old:FOLLOWS]->(b)
+          OPTIONAL MATCH (a)-[t:UNFOLLOWED]->(b)
+          WITH a, b, old, t, coalesce(old.op_at, t.at, $never) <= $op_at AS current
+          FOREACH (_ IN CASE WHEN current AND old IS NULL THEN [1] ELSE [] END |
+            CREATE (a)-[:FOLLOWS {since: $now_ms, marker: $marker, follower_id: a.id,
+                                  followee_id: b.id, op_at: $op_at}]->(b))
+          FOREACH (r IN CASE WHEN current AND old IS NOT NULL THEN [old] ELSE [] END |
+            SET r.op_at = $op_at)
+          FOREACH (x IN CASE WHEN current AND t IS NOT NULL THEN [t] ELSE [] END | DELETE x)
+          WITH a, b, current AND old IS NULL AS created
           SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN created THEN 1 ELSE 0 END
           REMOVE a._lock, b._lock
-          WITH a, r, created
+          WITH a, b, created
+          OPTIONAL MATCH (a)-[r:FOLLOWS]->(b)
           // Again under the lock: a deletion that committed while this query ran (after the
           // first check) is seen now, and the caller rolls the transaction back.
           OPTIONAL MATCH (late:DeletedUser {id: $follower_id})
-          RETURN created, r.since AS since, a.event_seq AS seq, late IS NOT NULL AS late_gone
+          RETURN created, coalesce(r.since, $now_ms) AS since, a.event_seq AS seq,
+                 late IS NOT NULL AS late_gone
         }
         RETURN gone IS NOT NULL OR coalesce(late_gone, false) AS caller_deleted,
                b IS NOT NULL AS followee_exists, created, since, seq
@@ -133,6 +152,8 @@ async def create_follow(
         provisional=_PROVISIONAL_PROFILE_AT,
         followee_id=followee_id,
         now_ms=now_ms,
+        op_at=op_at,
+        never=_NEVER,
         marker=marker,
     )
     record = await result.single(strict=True)
@@ -151,11 +172,14 @@ async def create_follow(
 
 
 async def delete_follow(
-    tx: AsyncManagedTransaction, *, follower_id: str, followee_id: str
+    tx: AsyncManagedTransaction, *, follower_id: str, followee_id: str, op_at: int
 ) -> EdgeChange | None:
-    """Delete the follow; ``None`` when there was none (nothing changed, nothing to announce).
+    """Delete the follow; ``None`` when there was none or a newer operation on the pair was
+    applied already (nothing changed, nothing to announce).
 
-    Locks both endpoints in the order of ``_LOCK_BOTH`` before the relationship is touched.
+    Leaves (or moves forward) the pair's ``UNFOLLOWED`` tombstone even when there was no
+    follow, so a follow accepted earlier that commits later is a no-op (``_ORDER``). Locks
+    both endpoints in the order of ``_LOCK_BOTH`` before the relationships are read.
     """
     result = await tx.run(
         """
@@ -166,14 +190,22 @@ async def delete_follow(
           SET n._lock = true)
         WITH a, b
         OPTIONAL MATCH (a)-[r:FOLLOWS]->(b)
-        WITH a, b, r, r.since AS since, r IS NOT NULL AS removed
-        DELETE r
+        OPTIONAL MATCH (a)-[t:UNFOLLOWED]->(b)
+        WITH a, b, r, t, b IS NOT NULL AND coalesce(r.op_at, t.at, $never) <= $op_at AS current
+        WITH a, b, r, t, current, current AND r IS NOT NULL AS removed, r.since AS since
+        FOREACH (_ IN CASE WHEN current AND t IS NULL THEN [1] ELSE [] END |
+          CREATE (a)-[:UNFOLLOWED {at: $op_at}]->(b))
+        FOREACH (x IN CASE WHEN current AND t IS NOT NULL THEN [t] ELSE [] END |
+          SET x.at = $op_at)
+        FOREACH (x IN CASE WHEN removed THEN [r] ELSE [] END | DELETE x)
         SET a.event_seq = coalesce(a.event_seq, 0) + CASE WHEN removed THEN 1 ELSE 0 END
         REMOVE a._lock, b._lock
         RETURN removed, since, a.event_seq AS seq
         """,
         follower_id=follower_id,
         followee_id=followee_id,
+        op_at=op_at,
+        never=_NEVER,
     )
     record = await result.single()
     if record is None or not record["removed"]:

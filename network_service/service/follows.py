@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,22 +17,53 @@ from network_service.models import FollowEdge, RelationshipCounts, Suggestion
 from network_service.repository import graph, outbox
 from network_service.repository.driver import Graph
 
-__all__ = ["FollowService"]
+__all__ = ["FollowService", "RequestClock"]
 
 _USER_NOT_FOUND = "User not found"
+
+
+class RequestClock:
+    """Request times for follow and unfollow: wall-clock ns, strictly increasing in a process.
+
+    Two requests of one process never share a time, and a clock step back cannot order a later
+    request before an earlier one. Across processes the order is as good as their clocks' sync.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def now(self) -> int:
+        self._last = max(time.time_ns(), self._last + 1)
+        return self._last
 
 
 class FollowService:
     """Follow/unfollow (each change and its event in one transaction) and graph reads.
 
     ``on_event`` is called after a commit that wrote an outbox event, to wake the relay.
+    Each follow and unfollow is ordered by its request time (``accepted_at``, from
+    ``accept()``, taken when the request arrived): one older than the last operation applied
+    to the same pair is a no-op (graph.py, ``_ORDER``).
     """
 
     def __init__(self, graph_db: Graph, *, on_event: Callable[[], None] | None = None) -> None:
         self._graph = graph_db
         self._on_event = on_event or (lambda: None)
+        self._clock = RequestClock()
 
-    async def follow(self, *, follower_id: str, follower_username: str, followee_id: str) -> None:
+    def accept(self) -> int:
+        """The request time of a follow or unfollow arriving now."""
+        return self._clock.now()
+
+    async def follow(
+        self,
+        *,
+        follower_id: str,
+        follower_username: str,
+        followee_id: str,
+        accepted_at: int | None = None,
+    ) -> None:
+        op_at = self.accept() if accepted_at is None else accepted_at
         if follower_id == followee_id:
             raise Unprocessable(
                 "You cannot follow yourself",
@@ -45,6 +77,7 @@ class FollowService:
                 follower_username=follower_username,
                 followee_id=followee_id,
                 now_ms=to_ms(utcnow()),
+                op_at=op_at,
                 marker=new_id(),
             )
             if outcome.caller_deleted:
@@ -74,9 +107,15 @@ class FollowService:
         rows = await self._graph.read(graph.deleted_since, since_ms=to_ms(since))
         return [(user_id, from_ms(at)) for user_id, at in rows]
 
-    async def unfollow(self, *, follower_id: str, followee_id: str) -> None:
+    async def unfollow(
+        self, *, follower_id: str, followee_id: str, accepted_at: int | None = None
+    ) -> None:
+        op_at = self.accept() if accepted_at is None else accepted_at
+
         async def work(tx: AsyncManagedTransaction) -> bool:
-            change = await graph.delete_follow(tx, follower_id=follower_id, followee_id=followee_id)
+            change = await graph.delete_follow(
+                tx, follower_id=follower_id, followee_id=followee_id, op_at=op_at
+            )
             if change is None:
                 return False
             await outbox.emit(

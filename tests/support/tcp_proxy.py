@@ -3,6 +3,8 @@
 ``blackhole()`` models what a client sees when a NAT, a load balancer or a moved pod drops a
 connection's state: the server side is gone, yet no FIN or RST reaches the client, whose socket
 stays open and whose requests are never answered. New connections go through as before.
+``pause()`` holds every byte in both directions until ``resume()``: a slow network or a stalled
+server, with the connections kept.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ class TcpProxy:
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._orphans: list[asyncio.StreamWriter] = []
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
 
@@ -39,6 +44,13 @@ class TcpProxy:
             task = asyncio.create_task(self._pipe(source, sink))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def pause(self) -> None:
+        """Hold what either side sends (read, not forwarded) until ``resume()``."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def blackhole(self) -> int:
         """Drop every current connection without telling the client; returns how many."""
