@@ -8,7 +8,7 @@ import feed_service
 import network_service
 import post_service
 from common.events import CONSUMERS
-from common.messaging import queue_name
+from common.messaging.topology import queue_name
 
 NAMES = {
     package.__name__: package.SERVICE_NAME
