@@ -118,8 +118,12 @@ class Relay:
     ``start()``/``stop()`` run it as background tasks; ``run()`` is the same for a supervisor
     that hosts it as one task (cancel it to stop). A failing pass (broker or store down) is
     retried with back-off doubling up to ``max_backoff`` s, during which wake-ups are ignored
-    (no tight loop on every commit). ``stop()`` lets the current pass finish (at most
-    ``stop_timeout`` s) so its batch is settled, then cancels what is left.
+    (no tight loop on every commit). The back-off ends, and starts again from nothing, as soon
+    as the publisher's connection is back after a broker outage: the events written meanwhile
+    go out within seconds, not at the end of a 30 s wait. While the publisher has never
+    connected there is no reconnect to be told of, so the wait is then capped at its reconnect
+    interval. ``stop()`` lets the current pass finish (at most ``stop_timeout`` s) so its batch
+    is settled, then cancels what is left.
     """
 
     def __init__(
@@ -148,6 +152,10 @@ class Relay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_requested = asyncio.Event()
+        # Set by stop() and by the publisher's reconnect: either ends a back-off.
+        self._resume = asyncio.Event()
+        self._broker_back = False
+        self._listening = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -156,6 +164,7 @@ class Relay:
             return
         self._stopping = False
         self._stop_requested.clear()
+        self._resume.clear()
         self._tasks = [
             asyncio.create_task(self._loop(), name=self._name),
             asyncio.create_task(self._store.watch(self.wake), name=f"{self._name}-watch"),
@@ -165,6 +174,7 @@ class Relay:
         """Finish the current pass (bounded by ``stop_timeout``), then stop."""
         self._stopping = True
         self._stop_requested.set()
+        self._resume.set()
         self._wake.set()
         tasks, self._tasks = self._tasks, []
         if not tasks:
@@ -188,6 +198,23 @@ class Relay:
     def wake(self) -> None:
         """Ask for a pass now (after a commit that wrote an outbox event)."""
         self._wake.set()
+
+    def _on_broker_back(self) -> None:
+        self._broker_back = True
+        self._resume.set()
+        self._wake.set()
+
+    def _backoff_wait(self, backoff: float) -> float:
+        """How long to wait before retrying after a failed pass."""
+        if not self._listening:
+            # Registered on the first failure: only a relay that failed needs telling.
+            self._publisher.add_reconnect_listener(self._on_broker_back)
+            self._listening = True
+        if self._publisher.connection is None:
+            # Not connected yet (the broker was down from the start): no reconnect will be
+            # reported, so try as often as aio-pika's robust connection would.
+            return min(backoff, self._publisher.reconnect_interval)
+        return backoff
 
     async def purge(self) -> int:
         """The store's housekeeping now (the relay also runs it every ``purge_interval`` s)."""
@@ -307,21 +334,32 @@ class Relay:
                 while await self.publish_pending() >= self._batch_size and not self._stopping:
                     pass
                 backoff = 0.0
+                self._broker_back = False  # only a reconnect after a failure ends a back-off
                 wait = self._poll_interval
                 due = self._routing.next_due_in()
                 if due is not None:
                     wait = min(wait, due + 0.01)
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), self._max_backoff)
-                wait = backoff
-                _log.warning("outbox_publish_failed", error=repr(exc)[:500], retry_in=backoff)
+                wait = self._backoff_wait(backoff)
+                _log.warning("outbox_publish_failed", error=repr(exc)[:500], retry_in=wait)
             if not self._stopping and time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + self._purge_interval
                 await self._purge_quietly()
             if self._stopping:
                 break
-            # Backing off: a wake-up must not turn into a tight retry loop; stop may.
-            await wait_for_event(self._stop_requested if backoff else self._wake, wait)
+            if not backoff:
+                await wait_for_event(self._wake, wait)
+                continue
+            # Backing off: a wake-up must not turn into a tight retry loop; stop may end it,
+            # and so may the broker coming back (a reconnect before this wait counts too).
+            if not self._broker_back:
+                self._resume.clear()
+                await wait_for_event(self._resume, wait)
+            if self._broker_back:
+                self._broker_back = False
+                backoff = 0.0
+                _log.info("outbox_relay_broker_back")
 
     async def _purge_quietly(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 import aio_pika
@@ -52,6 +53,10 @@ class Publisher:
     that consumes its type (:func:`common.events.consumers_of`) is complete, else it raises
     :class:`UnroutableError` and the relay keeps it and retries. Queues are durable, so a
     service seen complete is not checked again by this process.
+
+    :meth:`add_reconnect_listener`: a caller that backs off after failed publishes (the
+    relay) is told when the robust connection is back with its channel restored, so that it
+    retries then rather than at the end of a back-off built up during the outage.
     """
 
     def __init__(
@@ -72,6 +77,21 @@ class Publisher:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
+        self._reconnect_listeners: list[Callable[[], None]] = []
+
+    def add_reconnect_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time the connection is back after a loss."""
+        self._reconnect_listeners.append(listener)
+
+    @property
+    def reconnect_interval(self) -> float:
+        return self._reconnect_interval
+
+    def _on_reconnect(self, _connection: object) -> None:
+        # aio-pika calls this after it restored the channels (and the exchange) on the new
+        # connection, so a publish started now goes out.
+        for listener in self._reconnect_listeners:
+            listener()
 
     async def connect(self) -> None:
         async with self._lock:
@@ -88,6 +108,7 @@ class Publisher:
             except BaseException:
                 await connection.close()
                 raise
+            connection.reconnect_callbacks.add(self._on_reconnect)
             self._connection = connection
 
     async def close(self) -> None:
