@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.asgi import HttpMiddleware, ResponseTracker
 from common.errors import (
     BodySizeLimitMiddleware,
     UnhandledErrorMiddleware,
@@ -116,31 +117,20 @@ class _HttpMetrics:
         )
 
 
-class _TelemetryMiddleware:
+class _TelemetryMiddleware(HttpMiddleware):
     """Pure ASGI: one access-log line and the request metrics per HTTP request."""
 
     def __init__(self, app: ASGIApp, metrics: _HttpMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
+        tracker = ResponseTracker(send)
         status = 500
-
-        async def capture_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, capture_status)
-        except BaseException:
-            status = 500
-            raise
+            await self.app(scope, receive, tracker.send)
+            status = tracker.status or 500
         finally:
             elapsed = time.perf_counter() - start
             # The route template, never the raw path: ids would explode label cardinality.
@@ -169,7 +159,7 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _FRAME_ANCESTORS = b"frame-ancestors 'none'"
 
 
-class _SecurityHeadersMiddleware:
+class _SecurityHeadersMiddleware(HttpMiddleware):
     """Pure ASGI: security headers on every answer, errors included.
 
     ``Cache-Control: no-store`` is the default for answers that set no policy of their own:
@@ -177,14 +167,7 @@ class _SecurityHeadersMiddleware:
     few public, cacheable ones (the JWK set) say so explicitly.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))

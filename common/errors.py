@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.asgi import HttpMiddleware, ResponseTracker
 from common.failures import is_transient
 from common.logging import get_logger
 
@@ -245,7 +246,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception_handler)
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HttpMiddleware):
     """Pure ASGI: an exception no handler took becomes a problem, and stops here.
 
     A transient failure (:func:`common.failures.is_transient`: a dependency down or busy, the
@@ -261,23 +262,10 @@ class UnhandledErrorMiddleware:
     The body says nothing about the cause: messages may carry SQL parameters or hosts.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracker = ResponseTracker(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracker.send)
         except Exception as exc:
             if is_transient(exc):
                 # The type only: messages of database errors embed SQL parameters (emails).
@@ -295,8 +283,7 @@ class UnhandledErrorMiddleware:
             else:
                 log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
                 response = problem_response(500, "Internal Server Error")
-            if response_started:
-                # Half a response is out: only closing the connection can tell the client.
+            if tracker.started:
                 raise
             await response(scope, receive, send)
 
@@ -308,7 +295,7 @@ class _BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail="Request body too large")
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """Pure ASGI middleware answering 413 for request bodies over ``max_body_bytes``.
 
     A declared Content-Length over the limit is refused before the app runs; streamed (chunked)
@@ -316,20 +303,17 @@ class BodySizeLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = 1_048_576) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._refuse(scope, receive, send)
             return
 
         received = 0
-        response_started = False
+        tracker = ResponseTracker(send)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -340,16 +324,10 @@ class BodySizeLimitMiddleware:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracker.send)
         except _BodyTooLarge:
-            if response_started:
+            if tracker.started:
                 raise
             await self._refuse(scope, receive, send)
 

@@ -14,8 +14,10 @@ import orjson
 import structlog
 from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from structlog.types import EventDict, Processor, WrappedLogger
+
+from common.asgi import HttpMiddleware
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -143,16 +145,10 @@ def bind_correlation_id(value: str | None) -> str:
     return value
 
 
-class CorrelationIdMiddleware:
+class CorrelationIdMiddleware(HttpMiddleware):
     """Pure ASGI middleware: binds the request's correlation id and echoes it in the response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         # Each request starts from a clean log context (keep-alive connections reuse the task).
         structlog.contextvars.clear_contextvars()

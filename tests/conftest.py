@@ -37,10 +37,13 @@ from deploy.local.postgres import PostgresServer
 from deploy.local.process import ManagedServer, free_port
 from deploy.local.rabbitmq import GUEST, RabbitMQServer
 from deploy.local.redis_servers import RedisCluster, RedisServer
+from deploy.platform.runner import Backing
 from tests.support.mailpit import Mailpit
+from tests.support.platform import backing_from_fixtures
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 MakeVhost = Callable[[str], Awaitable[str]]
+MakeBacking = Callable[[str], Awaitable[Backing]]
 _S = TypeVar("_S", bound=ManagedServer | RedisCluster)
 
 # Service tests watch events on queues of their own, without the services that consume them:
@@ -266,6 +269,25 @@ def neo4j(_servers: _Servers) -> Neo4jServer:
 @pytest.fixture(scope="session")
 def mailpit(_servers: _Servers) -> MailpitServer:
     return _servers.start(MailpitServer(_servers.dir("mailpit"), free_port(), free_port()))
+
+
+@pytest.fixture(scope="module")
+def make_backing(
+    make_database: MakeDatabase,
+    redis_server: RedisServer,
+    make_vhost: MakeVhost,
+    neo4j: Neo4jServer,
+    mailpit: MailpitServer,
+) -> MakeBacking:
+    """`await make_backing("e2e")` -> the backing services of a whole platform (see
+    ``tests.support.platform.backing_from_fixtures``)."""
+
+    async def make(prefix: str) -> Backing:
+        return await backing_from_fixtures(
+            prefix, make_database, redis_server, make_vhost, neo4j, mailpit
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -191,14 +191,25 @@ class AuthService:
         return sealer(self.settings.event_seal_keys).seal({"email": email, "token": token})
 
     async def _request_verification(self, user: User) -> None:
-        token = await self._new_one_time_token(
-            user.id, TokenPurpose.VERIFY_EMAIL, self.settings.verification_token_ttl_s
+        await self._mail_token(
+            user,
+            TokenPurpose.VERIFY_EMAIL,
+            self.settings.verification_token_ttl_s,
+            UserVerificationRequested,
         )
+
+    async def _mail_token(
+        self,
+        user: User,
+        purpose: str,
+        ttl_s: int,
+        event: type[UserVerificationRequested | UserPasswordResetRequested],
+    ) -> None:
+        """A new one-time token, sent sealed in ``event`` for email_service to mail."""
+        token = await self._new_one_time_token(user.id, purpose, ttl_s)
         await emit(
             self.session,
-            UserVerificationRequested(
-                user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
-            ),
+            event(user_id=user.id, username=user.username, sealed=self._seal(user.email, token)),
             producer=SERVICE_NAME,
         )
 
@@ -239,15 +250,11 @@ class AuthService:
             return
         now = utcnow()
         await self.one_time_tokens.spend_unused(user.id, TokenPurpose.PASSWORD_RESET, now)
-        token = await self._new_one_time_token(
-            user.id, TokenPurpose.PASSWORD_RESET, self.settings.password_reset_token_ttl_s
-        )
-        await emit(
-            self.session,
-            UserPasswordResetRequested(
-                user_id=user.id, username=user.username, sealed=self._seal(user.email, token)
-            ),
-            producer=SERVICE_NAME,
+        await self._mail_token(
+            user,
+            TokenPurpose.PASSWORD_RESET,
+            self.settings.password_reset_token_ttl_s,
+            UserPasswordResetRequested,
         )
         log.info("user_password_reset_requested", user_id=user.id)
 

@@ -12,7 +12,7 @@ from common.events import (
 from common.failures import PermanentError
 from common.messaging.handlers import EventHandlers
 from common.sealing import Sealer, SealError
-from email_service.service.mailer import Mailer
+from email_service.service.mailer import PASSWORD_RESET, VERIFY_EMAIL, Mailer
 
 __all__ = ["build_handlers"]
 
@@ -34,22 +34,23 @@ def build_handlers(mailer: Mailer, sealer: Sealer, *, max_age_s: int) -> EventHa
             envelope.id, user_id=event.user_id, email=event.email, display_name=event.display_name
         )
 
-    @handlers.on(UserVerificationRequested)
-    async def on_verification_requested(
-        event: UserVerificationRequested, envelope: EventEnvelope
-    ) -> None:
-        email, token = unseal(event.sealed)
-        await mailer.verification(
-            envelope.id, user_id=event.user_id, email=email, username=event.username, token=token
-        )
+    token_mails = {
+        UserVerificationRequested: VERIFY_EMAIL,
+        UserPasswordResetRequested: PASSWORD_RESET,
+    }
 
-    @handlers.on(UserPasswordResetRequested)
-    async def on_password_reset_requested(
-        event: UserPasswordResetRequested, envelope: EventEnvelope
+    @handlers.on(UserVerificationRequested, UserPasswordResetRequested)
+    async def on_token_requested(
+        event: UserVerificationRequested | UserPasswordResetRequested, envelope: EventEnvelope
     ) -> None:
         email, token = unseal(event.sealed)
-        await mailer.password_reset(
-            envelope.id, user_id=event.user_id, email=email, username=event.username, token=token
+        await mailer.token_mail(
+            token_mails[type(event)],
+            envelope.id,
+            user_id=event.user_id,
+            email=email,
+            username=event.username,
+            token=token,
         )
 
     @handlers.on(UserDeleted)

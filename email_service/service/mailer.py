@@ -18,9 +18,24 @@ from email_service.repository.store import MailStore
 from email_service.service.compose import Composer, Mail
 from email_service.service.smtp import SmtpSender
 
-__all__ = ["Mailer"]
+__all__ = ["PASSWORD_RESET", "VERIFY_EMAIL", "Mailer", "TokenMail"]
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenMail:
+    """A mail carrying a one-time token: the link's path, the subject, the template."""
+
+    path: str
+    subject: str
+    template: str
+
+
+VERIFY_EMAIL = TokenMail("/api/v1/auth/verify-email", "Verify your email address", "verify_email")
+PASSWORD_RESET = TokenMail(
+    "/api/v1/auth/password-reset/confirm", "Reset your password", "password_reset"
+)
 
 
 @dataclass
@@ -48,33 +63,18 @@ class Mailer:
             ),
         )
 
-    async def verification(
-        self, event_id: str, *, user_id: str, email: str, username: str, token: str
+    async def token_mail(
+        self, kind: TokenMail, event_id: str, *, user_id: str, email: str, username: str, token: str
     ) -> None:
-        link = self._link("/api/v1/auth/verify-email", token=token)
+        """The mail of a one-time token: its link leads to ``kind.path``."""
         await self._send_once(
             user_id,
             Mail(
                 event_id=event_id,
                 to=email,
-                subject="Verify your email address",
-                template="verify_email",
-                context={"username": username, "link": link},
-            ),
-        )
-
-    async def password_reset(
-        self, event_id: str, *, user_id: str, email: str, username: str, token: str
-    ) -> None:
-        link = self._link("/api/v1/auth/password-reset/confirm", token=token)
-        await self._send_once(
-            user_id,
-            Mail(
-                event_id=event_id,
-                to=email,
-                subject="Reset your password",
-                template="password_reset",
-                context={"username": username, "link": link},
+                subject=kind.subject,
+                template=kind.template,
+                context={"username": username, "link": self._link(kind.path, token=token)},
             ),
         )
 

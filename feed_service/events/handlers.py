@@ -194,41 +194,39 @@ class FeedEvents:
     # ---------------------------------------------------------- likes/comments
     async def post_liked(self, event: PostLiked, envelope: EventEnvelope) -> None:
         await self.cache.count_like(event.post_id, event.user_id, add=True)
-        await self.notifications.notify(
-            event.post_author_id,
-            "like",
-            actor_id=event.user_id,
-            event_id=envelope.id,
-            post_id=event.post_id,
-            ref=_like_ref(event.post_id, event.user_id),
-        )
+        await self._notify_post_author(event, envelope, actor_id=event.user_id)
 
     async def post_unliked(self, event: PostUnliked, envelope: EventEnvelope) -> None:
         await self.cache.count_like(event.post_id, event.user_id, add=False)
-        await self.notifications.retract(
-            event.post_author_id, _like_ref(event.post_id, event.user_id)
-        )
+        await self.notifications.retract(event.post_author_id, _ref(event))
 
     async def comment_created(self, event: CommentCreated, envelope: EventEnvelope) -> None:
         await self.cache.count_comment(event.post_id, event.comment_id, add=True)
-        await self.notifications.notify(
-            event.post_author_id,
-            "comment",
-            actor_id=event.author_id,
-            event_id=envelope.id,
-            post_id=event.post_id,
-            comment_id=event.comment_id,
-            ref=_comment_ref(event.comment_id),
-        )
+        await self._notify_post_author(event, envelope, actor_id=event.author_id)
 
     async def comment_deleted(self, event: CommentDeleted, envelope: EventEnvelope) -> None:
         await self.cache.count_comment(event.post_id, event.comment_id, add=False)
-        await self.notifications.retract(event.post_author_id, _comment_ref(event.comment_id))
+        await self.notifications.retract(event.post_author_id, _ref(event))
+
+    async def _notify_post_author(
+        self, event: PostLiked | CommentCreated, envelope: EventEnvelope, *, actor_id: str
+    ) -> None:
+        """A like or a comment tells the post's author, once per event; its undoing retracts
+        the notification by the same ``_ref``."""
+        comment_id = event.comment_id if isinstance(event, CommentCreated) else None
+        await self.notifications.notify(
+            event.post_author_id,
+            "like" if comment_id is None else "comment",
+            actor_id=actor_id,
+            event_id=envelope.id,
+            post_id=event.post_id,
+            comment_id=comment_id,
+            ref=_ref(event),
+        )
 
 
-def _like_ref(post_id: str, user_id: str) -> str:
-    return f"like:{post_id}:{user_id}"
-
-
-def _comment_ref(comment_id: str) -> str:
-    return f"comment:{comment_id}"
+def _ref(event: PostLiked | PostUnliked | CommentCreated | CommentDeleted) -> str:
+    """What a like's (a comment's) notification is retracted by: its post and liker (its id)."""
+    if isinstance(event, PostLiked | PostUnliked):
+        return f"like:{event.post_id}:{event.user_id}"
+    return f"comment:{event.comment_id}"

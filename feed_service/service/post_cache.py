@@ -48,6 +48,18 @@ redis.call('HSET', KEYS[1], 'content', ARGV[1], 'edited_at', ARGV[2])
 return 1
 """
 
+# Lua lines, shared by _CREATE_LUA and _FILL_LUA: the edit held aside in the ``{pending}``
+# hash goes onto the post hash KEYS[1] when newer than the content it holds.
+_APPLY_PENDING_EDIT_LUA = """
+local edit = redis.call('HMGET', {pending}, 'content', 'edited_at')
+if edit[1] and edit[2] then
+  local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
+  if tonumber(edit[2]) > current then
+    redis.call('HSET', KEYS[1], 'content', edit[1], 'edited_at', edit[2])
+  end
+end
+"""
+
 # KEYS: post hash, likes seen-set, comments seen-set, pending-edit hash.
 # ARGV: ttl, field/value pairs.
 # Counters are counted once: either in the seen-sets (event-kept copy) or in post_service's
@@ -57,7 +69,8 @@ return 1
 # or comment handled before (or while) post.created is counted, and a redelivered
 # post.created can never reset counts already applied. An edit that was handled first is
 # applied on top, unless the cached copy already holds one at least as new.
-_CREATE_LUA = """
+_CREATE_LUA = (
+    """
 if redis.call('HGET', KEYS[1], 'fallback') == '1' then
   -- A short-lived copy from post_service's batch API, taken while this event was on its way:
   -- the event-kept copy replaces it (its counts come from the seen-sets, exact), rather than
@@ -70,15 +83,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'like_count', redis.call('SCARD', KEYS[2]),
     'comment_count', redis.call('SCARD', KEYS[3]), unpack(fields))
 end
-local edit = redis.call('HMGET', KEYS[4], 'content', 'edited_at')
-if edit[1] and edit[2] then
-  local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
-  if tonumber(edit[2]) > current then
-    redis.call('HSET', KEYS[1], 'content', edit[1], 'edited_at', edit[2])
-  end
-end
+"""
+    + _APPLY_PENDING_EDIT_LUA.format(pending="KEYS[4]")
+    + """
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 """
+)
 
 # KEYS: post hash, seen-set. ARGV: member, delta (1/-1), counter field, ttl.
 # The seen-set makes counting idempotent: a redelivered like changes nothing.
@@ -106,7 +116,8 @@ return changed
 # back content older than an edit already applied or held aside: the batch answer may have
 # been read before an edit whose event was handled while it was on its way. Returns the
 # content and edited_at the cache holds afterwards (what a read must show).
-_FILL_LUA = """
+_FILL_LUA = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'fallback') ~= '1' then
   return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 end
@@ -118,16 +129,13 @@ local fetched = tonumber(ARGV[2]) or 0
 if before[1] and (tonumber(before[2]) or 0) > fetched then
   redis.call('HSET', KEYS[1], 'content', before[1], 'edited_at', before[2])
 end
-local edit = redis.call('HMGET', KEYS[2], 'content', 'edited_at')
-if edit[1] and edit[2] then
-  local current = tonumber(redis.call('HGET', KEYS[1], 'edited_at') or '0') or 0
-  if tonumber(edit[2]) > current then
-    redis.call('HSET', KEYS[1], 'content', edit[1], 'edited_at', edit[2])
-  end
-end
+"""
+    + _APPLY_PENDING_EDIT_LUA.format(pending="KEYS[2]")
+    + """
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return redis.call('HMGET', KEYS[1], 'content', 'edited_at')
 """
+)
 
 
 def _dumps(value: Any) -> str:

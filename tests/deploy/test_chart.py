@@ -50,8 +50,12 @@ def run(cmd: Sequence[object], **kwargs: Any) -> subprocess.CompletedProcess[str
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
 
 
+def helm_template(tools: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run([tools / "helm", "template", "t", CHART, "--kube-version", KUBE_VERSION, *args])
+
+
 def template(tools: Path, *args: str) -> list[dict[str, Any]]:
-    result = run([tools / "helm", "template", "t", CHART, "--kube-version", KUBE_VERSION, *args])
+    result = helm_template(tools, *args)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -97,10 +101,7 @@ def test_manifests_validate_against_kubernetes_schemas(
     tools: Path, values: str, tmp_path: Path
 ) -> None:
     out = tmp_path / f"{values}.yaml"
-    result = run(
-        [tools / "helm", "template", "t", CHART, "--kube-version", KUBE_VERSION]
-        + VALUE_SETS[values]
-    )
+    result = helm_template(tools, *VALUE_SETS[values])
     assert result.returncode == 0, result.stderr
     out.write_text(result.stdout)
     check = run([*KUBERNETES_VALIDATE, "--strict", "-k", KUBE_VERSION, out])
@@ -271,36 +272,14 @@ def test_no_credentials_outside_the_secret(
 
 
 def test_external_services_without_credentials_are_refused(tools: Path) -> None:
-    result = run(
-        [
-            tools / "helm",
-            "template",
-            "t",
-            CHART,
-            "--kube-version",
-            KUBE_VERSION,
-            "--set",
-            "rabbitmq.bundled=false",
-            "--set",
-            "rabbitmq.host=mq.example.com",
-        ]
+    result = helm_template(
+        tools, "--set", "rabbitmq.bundled=false", "--set", "rabbitmq.host=mq.example.com"
     )
     assert result.returncode != 0
     assert "secrets.rabbitmqPassword is required" in result.stderr
 
 
 def test_values_schema_rejects_unknown_keys(tools: Path) -> None:
-    result = run(
-        [
-            tools / "helm",
-            "template",
-            "t",
-            CHART,
-            "--kube-version",
-            KUBE_VERSION,
-            "--set",
-            "services.feed.replicaz=3",
-        ]
-    )
+    result = helm_template(tools, "--set", "services.feed.replicaz=3")
     assert result.returncode != 0
     assert "replicaz" in result.stderr

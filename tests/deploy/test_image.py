@@ -27,12 +27,11 @@ import pytest
 
 from deploy.image.build import ROOT, Built, build, detect_engine, env_base_choice
 from deploy.image.containers import USER, ContainerPlatform
-from deploy.local.mailpit import MailpitServer
 from deploy.local.process import free_port
 from deploy.platform.runner import SERVICES
+from tests.conftest import MakeBacking
 from tests.e2e.journey import read_mail_from, two_people_journey
 from tests.support.mailpit import Mailpit
-from tests.support.platform import backing_from_fixtures
 
 # A cold build (base image from Debian packages, every dependency from PyPI) takes minutes on
 # this machine kind (13 min seen under heavy load); the first test pays for it and for
@@ -54,16 +53,10 @@ def image() -> Built:
 @pytest.fixture(scope="module")
 async def containers(
     image: Built,
-    make_database: Any,
-    redis_server: Any,
-    make_vhost: Any,
-    neo4j: Any,
-    mailpit: MailpitServer,
+    make_backing: MakeBacking,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[ContainerPlatform]:
-    backing = await backing_from_fixtures(
-        "image", make_database, redis_server, make_vhost, neo4j, mailpit
-    )
+    backing = await make_backing("image")
     platform = ContainerPlatform(
         backing=backing,
         state_dir=tmp_path_factory.mktemp("image-platform"),

@@ -11,12 +11,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from deploy.platform.runner import SERVICES, Platform
-from tests.support.platform import backing_from_fixtures
+from tests.conftest import MakeBacking
 
 # Generous for a loaded 2-core machine; a worker that ignores SIGTERM never exits at all.
 STOP_BOUND_S = 20.0
@@ -28,16 +27,10 @@ CONSUMING = {"post", "network", "feed", "email"}
 
 @pytest.fixture(scope="module")
 async def platform(
-    make_database: Any,
-    redis_server: Any,
-    make_vhost: Any,
-    neo4j: Any,
-    mailpit: Any,
+    make_backing: MakeBacking,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    backing = await backing_from_fixtures(
-        "workers", make_database, redis_server, make_vhost, neo4j, mailpit
-    )
+    backing = await make_backing("workers")
     platform = Platform(
         backing=backing, state_dir=tmp_path_factory.mktemp("workers"), environment="test"
     )

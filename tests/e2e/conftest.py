@@ -6,14 +6,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from deploy.local.mailpit import MailpitServer
 from deploy.platform.runner import SERVICES, Platform
-from tests.support.platform import backing_from_fixtures
+from tests.conftest import MakeBacking
 from tests.support.server import free_port
 
 LIMITED = ("auth", "post", "network")  # the services with rate limits on Redis
@@ -28,16 +26,10 @@ def platform_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def platform(
     platform_env: dict[str, str],
-    make_database: Any,
-    redis_server: Any,
-    make_vhost: Any,
-    neo4j: Any,
-    mailpit: MailpitServer,
+    make_backing: MakeBacking,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    backing = await backing_from_fixtures(
-        "e2e", make_database, redis_server, make_vhost, neo4j, mailpit
-    )
+    backing = await make_backing("e2e")
     state: Path = tmp_path_factory.mktemp("platform")
     # Every module's platform shares the session's Redis: its own rate-limit buckets, so one
     # module's logins from 127.0.0.1 do not count against the next module's.

@@ -17,6 +17,7 @@ from common.events import (
 )
 from common.ids import new_id
 from deploy.local.mailpit import MailpitServer
+from email_service.service.mailer import VERIFY_EMAIL
 from email_service.settings import EmailSettings
 from tests.email_service.conftest import (
     PUBLIC_BASE_URL,
@@ -97,7 +98,9 @@ async def test_concurrent_duplicates_send_one_mail(
     async with running_mailer(settings) as mailer:
         results = await asyncio.gather(
             *(
-                mailer.verification(event.id, user_id="u", email=address, username="a", token="t")
+                mailer.token_mail(
+                    VERIFY_EMAIL, event.id, user_id="u", email=address, username="a", token="t"
+                )
                 for _ in range(5)
             ),
             return_exceptions=True,
@@ -108,8 +111,8 @@ async def test_concurrent_duplicates_send_one_mail(
         # The ones that backed off retry later, and then see the sent-log.
         for result in results:
             if result is not None:
-                await mailer.verification(
-                    event.id, user_id="u", email=address, username="a", token="t"
+                await mailer.token_mail(
+                    VERIFY_EMAIL, event.id, user_id="u", email=address, username="a", token="t"
                 )
     await asyncio.sleep(0.3)
     assert len(await inbox.mails_to(address)) == 1

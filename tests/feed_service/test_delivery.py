@@ -49,6 +49,19 @@ def _people(names: Sequence[str]) -> list[tuple[str, str]]:
     return [(new_id(), f"{n}_{new_id()[-6:]}") for n in names]
 
 
+async def _bob_follows_alice(h: FeedHarness) -> tuple[str, User]:
+    """alice's id and bob, both registered, bob's feed materialised and bob following alice."""
+    (a, an), (b, bn) = _people(["alice", "bob"])
+    h.graph.known |= {a, b}
+    bob = User(b, bn, h.tokens.mint(b, bn))
+    for uid, name in ((a, an), (b, bn)):
+        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
+        await _deliver(h, _env(registered))
+    await h.feed_page(bob)
+    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    return a, bob
+
+
 async def _snapshot(h: FeedHarness, users: Sequence[User]) -> list[Any]:
     state: list[Any] = []
     for user in users:
@@ -319,14 +332,7 @@ async def test_hybrid_gives_the_same_feed_and_pages_as_full_fan_out(harness_fact
 async def test_feeds_are_capped_and_keep_the_newest(harness_factory: Any) -> None:
     # Trimmed once over cap + slack (4 here): the fifth post trims back to the cap.
     h: FeedHarness = await harness_factory(run_workers=False, feed_cap=3, trim_slack=1)
-    (a, an), (b, bn) = _people(["alice", "bob"])
-    h.graph.known |= {a, b}
-    bob = User(b, bn, h.tokens.mint(b, bn))
-    for uid, name in ((a, an), (b, bn)):
-        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
-        await _deliver(h, _env(registered))
-    await h.feed_page(bob)
-    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    a, bob = await _bob_follows_alice(h)
     now = utcnow()
     post_ids = [new_id() for _ in range(5)]
     for n, post_id in enumerate(post_ids):
@@ -334,10 +340,10 @@ async def test_feeds_are_capped_and_keep_the_newest(harness_factory: Any) -> Non
         await _deliver(
             h, _env(PostCreated(post_id=post_id, author_id=a, content=f"{n}", created_at=created))
         )
-    assert await h.redis.zcard(f"feed:{{u:{b}}}") == 3
+    assert await h.redis.zcard(f"feed:{{u:{bob.id}}}") == 3
     assert await h.feed_ids(bob) == list(reversed(post_ids))[:3]
     # Every entry names its author.
-    assert all(m.endswith(":" + a) for m in await h.redis.zrange(f"feed:{{u:{b}}}", 0, -1))
+    assert all(m.endswith(":" + a) for m in await h.redis.zrange(f"feed:{{u:{bob.id}}}", 0, -1))
 
 
 async def test_likes_and_comments_consumed_before_their_post_are_counted(
@@ -346,18 +352,13 @@ async def test_likes_and_comments_consumed_before_their_post_are_counted(
     """The consumer runs deliveries concurrently, so a like or comment can be handled before
     (or while) its post.created is: the counts must still come out right, duplicates included."""
     h: FeedHarness = await harness_factory(run_workers=False)
-    (a, an), (b, bn) = _people(["alice", "bob"])
-    h.graph.known |= {a, b}
-    bob = User(b, bn, h.tokens.mint(b, bn))
-    for uid, name in ((a, an), (b, bn)):
-        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
-        await _deliver(h, _env(registered))
-    await h.feed_page(bob)
-    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    a, bob = await _bob_follows_alice(h)
 
     early = new_id()
-    await _deliver(h, _env(PostLiked(post_id=early, post_author_id=a, user_id=b)), times=2)
-    commented = CommentCreated(comment_id=new_id(), post_id=early, post_author_id=a, author_id=b)
+    await _deliver(h, _env(PostLiked(post_id=early, post_author_id=a, user_id=bob.id)), times=2)
+    commented = CommentCreated(
+        comment_id=new_id(), post_id=early, post_author_id=a, author_id=bob.id
+    )
     await _deliver(h, _env(commented), times=2)
     created = _env(PostCreated(post_id=early, author_id=a, content="late", created_at=utcnow()))
     await _deliver(h, created, times=3)
@@ -371,7 +372,7 @@ async def test_likes_and_comments_consumed_before_their_post_are_counted(
             created_at=utcnow() + timedelta(milliseconds=5),
         )
     )
-    liked = _env(PostLiked(post_id=racing, post_author_id=a, user_id=b))
+    liked = _env(PostLiked(post_id=racing, post_author_id=a, user_id=bob.id))
     handlers = h.runtime.events.handlers()
     await asyncio.gather(
         *(handlers.handle(created) for _ in range(3)),
@@ -389,14 +390,7 @@ async def test_edits_consumed_before_their_post_show_the_newest_content(
     """A post.updated handled before (or while) its post.created must not be lost: the feed
     shows the newest edit, and an older edit (reordered or redelivered) never wins."""
     h: FeedHarness = await harness_factory(run_workers=False)
-    (a, an), (b, bn) = _people(["alice", "bob"])
-    h.graph.known |= {a, b}
-    bob = User(b, bn, h.tokens.mint(b, bn))
-    for uid, name in ((a, an), (b, bn)):
-        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
-        await _deliver(h, _env(registered))
-    await h.feed_page(bob)
-    await _deliver(h, _env(UserFollowed(follower_id=b, followee_id=a, followed_at=utcnow())))
+    a, bob = await _bob_follows_alice(h)
     now = utcnow()
 
     def edit(post_id: str, content: str, seconds: int) -> EventEnvelope:

@@ -254,6 +254,23 @@ async def test_garbled_cursor_is_422(
 # --- relationship ------------------------------------------------------------------------
 
 
+async def relationship(net: NetworkHarness, user: str, viewer: str | None = None) -> Any:
+    """GET /users/{user}/relationship as ``viewer`` (anonymous when None): the body."""
+    headers = net.auth(viewer) if viewer else {}
+    response = await net.client.get(f"/api/v1/users/{user}/relationship", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def counts(followers: int, following: int, *, by_me: bool, follows_me: bool) -> dict[str, Any]:
+    return {
+        "followers_count": followers,
+        "following_count": following,
+        "followed_by_me": by_me,
+        "follows_me": follows_me,
+    }
+
+
 async def test_relationship_counts_and_flags(
     network: NetworkHarness, graph_driver: AsyncDriver
 ) -> None:
@@ -262,37 +279,15 @@ async def test_relationship_counts_and_flags(
     await follow(network, "x", "them")
     await follow(network, "them", "y")
 
-    anonymous = (await network.client.get("/api/v1/users/them/relationship")).json()
-    assert anonymous == {
-        "followers_count": 2,
-        "following_count": 1,
-        "followed_by_me": False,
-        "follows_me": False,
-    }
-    mine = (
-        await network.client.get("/api/v1/users/them/relationship", headers=network.auth("me"))
-    ).json()
+    anonymous = await relationship(network, "them")
+    assert anonymous == counts(2, 1, by_me=False, follows_me=False)
+    mine = await relationship(network, "them", "me")
     assert mine["followed_by_me"] is True and mine["follows_me"] is False
 
     await follow(network, "them", "me")
-    mine = (
-        await network.client.get("/api/v1/users/them/relationship", headers=network.auth("me"))
-    ).json()
-    assert mine == {
-        "followers_count": 2,
-        "following_count": 2,
-        "followed_by_me": True,
-        "follows_me": True,
-    }
-    theirs = (
-        await network.client.get("/api/v1/users/me/relationship", headers=network.auth("y"))
-    ).json()
-    assert theirs == {
-        "followers_count": 1,
-        "following_count": 1,
-        "followed_by_me": False,
-        "follows_me": False,
-    }
+    assert await relationship(network, "them", "me") == counts(2, 2, by_me=True, follows_me=True)
+    theirs = await relationship(network, "me", "y")
+    assert theirs == counts(1, 1, by_me=False, follows_me=False)
 
 
 async def test_relationship_with_a_bad_token_is_401(
