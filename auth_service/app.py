@@ -19,6 +19,7 @@ from common.app import create_app as create_service_app
 from common.db import create_engine, session_factory
 from common.health import postgres_check
 from common.messaging.publisher import Publisher
+from common.metrics_exporters import postgres_outbox_age
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
 from common.redis_client import connect_redis
@@ -36,6 +37,7 @@ async def lifespan(settings: AuthSettings, role: Role) -> AsyncIterator[Wiring]:
         engine = create_engine(database_url)
         stack.push_async_callback(engine.dispose)
         wiring.readiness["postgres"] = postgres_check(engine)
+        wiring.metrics.append(postgres_outbox_age(engine))
         if role.http:
             limiter = RateLimiter(settings.redis_url, key_prefix=settings.ratelimit_key_prefix)
             stack.push_async_callback(limiter.close)

@@ -37,6 +37,7 @@ from common.errors import (
 )
 from common.health import ReadinessCheck
 from common.logging import CorrelationIdMiddleware, configure_logging, get_logger
+from common.metrics_exporters import ScrapedMetrics, ready_gauge, refresh_scraped
 from common.security import (
     DeletedUsers,
     DeletedUsersLoader,
@@ -78,13 +79,15 @@ class Wiring:
     ``state`` goes onto ``app.state`` (what the routes' dependencies read); ``readiness``
     joins ``/readyz``; ``workers`` are started after the lifespan is entered and stopped
     before it exits, so they may use its clients; ``deleted_since`` loads deleted accounts
-    for the token deny-list (HTTP only).
+    for the token deny-list (HTTP only); ``metrics`` are read at each ``/metrics`` scrape
+    (``common.metrics_exporters``).
     """
 
     state: dict[str, Any] = field(default_factory=dict)
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     workers: dict[str, Worker] = field(default_factory=dict)
     deleted_since: DeletedUsersLoader | None = None
+    metrics: list[ScrapedMetrics] = field(default_factory=list)
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -218,6 +221,7 @@ def _ops_router() -> APIRouter:
         results = await asyncio.gather(*(_run_check(n, checks[n], timeout_s) for n in names))
         status = dict(zip(names, results, strict=True))
         failed = [name for name, result in status.items() if result != "ok"]
+        request.app.state.ready_gauge.set(0 if failed else 1)
         if failed:
             return problem_response(
                 503,
@@ -231,6 +235,7 @@ def _ops_router() -> APIRouter:
     @router.get("/metrics")
     async def metrics(request: Request) -> Response:
         registry: CollectorRegistry = request.app.state.metrics_registry
+        await refresh_scraped(request.app.state.scraped_metrics)
         # Collecting is synchronous and quick; the registry is per app.
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -289,6 +294,11 @@ def create_app(
                     setattr(app.state, key, value)
                 app.state.readiness.update(wiring.readiness)
                 app.state.workers = wiring.workers
+                for source in wiring.metrics:
+                    app.state.metrics_registry.register(source)
+                    stack.callback(app.state.metrics_registry.unregister, source)
+                    stack.push_async_callback(source.aclose)
+                app.state.scraped_metrics = wiring.metrics
                 if verify_tokens and wiring.deleted_since is not None:
                     deny_list = DeletedUsers(
                         wiring.deleted_since,
@@ -319,6 +329,8 @@ def create_app(
     app.state.service_name = name
     app.state.readiness = {}
     app.state.metrics_registry = registry
+    app.state.ready_gauge = ready_gauge(registry)
+    app.state.scraped_metrics = []
 
     install_problem_handlers(app)
     app.include_router(_ops_router())

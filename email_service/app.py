@@ -12,6 +12,7 @@ from common.app import Role, Wiring
 from common.app import create_app as create_service_app
 from common.health import amqp_check, redis_check
 from common.messaging.consumer import Consumer
+from common.metrics_exporters import queue_metrics
 from common.redis_client import connect_redis
 from common.sealing import sealer
 from common.workers import BackgroundTask
@@ -78,6 +79,11 @@ async def lifespan(settings: EmailSettings, role: Role) -> AsyncIterator[Wiring]
         stack.push_async_callback(client.aclose)
         mailer = build_mailer(settings, client)
         wiring = Wiring(state={"mailer": mailer}, readiness={"redis": redis_check(client)})
+        wiring.metrics.append(
+            queue_metrics(
+                settings.amqp_url.get_secret_value(), SERVICE_NAME, settings.retry_delays_ms
+            )
+        )
         if role.workers:
             consumer = build_consumer(settings, mailer)
             wiring.state["consumer"] = consumer

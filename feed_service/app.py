@@ -17,6 +17,7 @@ from common.health import redis_check
 from common.internal import internal_headers
 from common.logging import get_logger
 from common.messaging.consumer import Consumer
+from common.metrics_exporters import queue_metrics
 from common.workers import BackgroundTask
 from feed_service import SERVICE_NAME
 from feed_service.api import feed, notifications
@@ -107,6 +108,7 @@ async def lifespan(settings: FeedSettings, role: Role) -> AsyncIterator[Wiring]:
             },
             readiness={"redis": redis_check(runtime.redis)},
             deleted_since=runtime.cache.deleted_since,
+            metrics=[queue_metrics(settings.amqp_url.get_secret_value(), SERVICE_NAME)],
         )
         if role.workers:
             amqp_url = settings.amqp_url.get_secret_value()

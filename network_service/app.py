@@ -15,6 +15,7 @@ from common.health import amqp_check, neo4j_check
 from common.logging import get_logger
 from common.messaging.consumer import Consumer
 from common.messaging.publisher import Publisher
+from common.metrics_exporters import queue_metrics
 from common.ratelimit import RateLimiter
 from common.workers import BackgroundTask
 from network_service import SERVICE_NAME
@@ -24,6 +25,7 @@ from network_service.repository.driver import Graph, create_driver
 from network_service.repository.schema import ensure_schema
 from network_service.service.follows import FollowService
 from network_service.service.limits import NetworkLimits
+from network_service.service.outbox_metrics import neo4j_outbox_age
 from network_service.service.outbox_relay import Neo4jOutboxRelay
 from network_service.settings import NetworkSettings
 
@@ -74,6 +76,7 @@ async def lifespan(settings: NetworkSettings, role: Role) -> AsyncIterator[Wirin
         wiring = Wiring(
             state={"graph": graph_db},
             readiness={"neo4j": neo4j_check(graph_db.driver), "amqp": amqp_check(amqp_url)},
+            metrics=[neo4j_outbox_age(graph_db), queue_metrics(amqp_url, SERVICE_NAME)],
         )
         if role.workers:
             publisher = Publisher(

@@ -15,6 +15,7 @@ from common.db import create_engine, session_factory
 from common.health import postgres_check
 from common.messaging.consumer import Consumer
 from common.messaging.publisher import Publisher
+from common.metrics_exporters import postgres_outbox_age, queue_metrics
 from common.outbox import OutboxRelay
 from common.ratelimit import RateLimiter
 from common.redis_client import RedisOptions, connect_redis
@@ -52,6 +53,10 @@ async def lifespan(settings: PostSettings, role: Role) -> AsyncIterator[Wiring]:
             state={"engine": engine, "sessionmaker": sessionmaker},
             readiness={"postgres": postgres_check(engine)},
             deleted_since=deleted_since(sessionmaker),
+            metrics=[
+                postgres_outbox_age(engine),
+                queue_metrics(settings.amqp_url.get_secret_value(), SERVICE_NAME),
+            ],
         )
         if role.http:
             # Fail open: the limits curb abuse, and a write does not otherwise need Redis, so a

@@ -34,8 +34,10 @@ from common.messaging.topology import (
     DLX,
     dead_queue_name,
     declare_topology,
+    queue_name,
     retry_queue_name,
 )
+from common.metrics_exporters import record_taken
 from common.time import format_timestamp, utcnow
 
 __all__ = ["ATTEMPTS_HEADER", "ERROR_HEADER", "RETRIES_HEADER", "Consumer", "run_until_cancelled"]
@@ -207,6 +209,9 @@ class Consumer:
                 self._inflight.discard(task)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        if RETRIES_HEADER not in (message.headers or {}):
+            # A retried copy keeps its first publish time and skips the queue's order.
+            record_taken(queue_name(self.service), message.timestamp)
         try:
             envelope = EventEnvelope.from_json_bytes(message.body)
             # Validated here, once: bad data is refused before a handler half-applies it.

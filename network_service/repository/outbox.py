@@ -21,6 +21,7 @@ __all__ = [
     "defer_events",
     "delete_events",
     "emit",
+    "oldest_created_ms",
     "release_claims",
 ]
 
@@ -152,3 +153,10 @@ async def defer_events(
         items=[{"id": event_id, "until": ms} for event_id, ms in until.items()],
         relay_id=relay_id,
     )
+
+
+async def oldest_created_ms(tx: AsyncManagedTransaction) -> int | None:
+    """``created_at`` of the oldest outbox node (indexed: ``outbox_created_at``), or None."""
+    result = await tx.run("MATCH (e:OutboxEvent) RETURN min(e.created_at) AS oldest")
+    record = await result.single()
+    return None if record is None or record["oldest"] is None else int(record["oldest"])
