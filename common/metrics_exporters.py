@@ -129,7 +129,9 @@ async def refresh_scraped(sources: Sequence[ScrapedMetrics], *, wait_s: float = 
         await asyncio.wait(tasks, timeout=wait_s)
 
 
-def outbox_age_metrics(oldest_age_s: Callable[[], Awaitable[float | None]]) -> ScrapedMetrics:
+def outbox_age_metrics(
+    oldest_age_s: Callable[[], Awaitable[float | None]], *, max_age_s: float = 5.0
+) -> ScrapedMetrics:
     """``murmur_outbox_oldest_unpublished_age_seconds`` from ``oldest_age_s`` (None: empty)."""
 
     async def read() -> list[GaugeMetricFamily]:
@@ -140,10 +142,10 @@ def outbox_age_metrics(oldest_age_s: Callable[[], Awaitable[float | None]]) -> S
         family.add_metric([], max(age or 0.0, 0.0))
         return [family]
 
-    return ScrapedMetrics("outbox", read)
+    return ScrapedMetrics("outbox", read, max_age_s=max_age_s)
 
 
-def postgres_outbox_age(engine: AsyncEngine) -> ScrapedMetrics:
+def postgres_outbox_age(engine: AsyncEngine, *, max_age_s: float = 5.0) -> ScrapedMetrics:
     """The outbox age of a PostgreSQL outbox (:mod:`common.outbox`), by the database's clock."""
     from sqlalchemy import text
 
@@ -157,7 +159,7 @@ def postgres_outbox_age(engine: AsyncEngine) -> ScrapedMetrics:
             value = await conn.scalar(query)
         return None if value is None else float(value)
 
-    return outbox_age_metrics(oldest)
+    return outbox_age_metrics(oldest, max_age_s=max_age_s)
 
 
 # Queue -> epoch seconds at which the message this process last took from it was published.
@@ -198,14 +200,21 @@ class QueueMetrics:
     non-empty. A queue that does not exist (yet) is left out.
     """
 
-    def __init__(self, amqp_url: str, queues: Sequence[str], *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        queues: Sequence[str],
+        *,
+        timeout_s: float = 2.0,
+        max_age_s: float = 5.0,
+    ) -> None:
         self._url = amqp_url
         self._queues = list(queues)
         self._timeout_s = timeout_s
         self._connection: AbstractConnection | None = None
         self._empty_at: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
-        self.metrics = ScrapedMetrics("queues", self.read, close=self.close)
+        self.metrics = ScrapedMetrics("queues", self.read, max_age_s=max_age_s, close=self.close)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

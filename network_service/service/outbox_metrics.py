@@ -11,11 +11,11 @@ from network_service.repository.driver import Graph
 __all__ = ["neo4j_outbox_age"]
 
 
-def neo4j_outbox_age(graph_db: Graph) -> ScrapedMetrics:
+def neo4j_outbox_age(graph_db: Graph, *, max_age_s: float = 5.0) -> ScrapedMetrics:
     """Every ``(:OutboxEvent)`` is unpublished (published ones are deleted)."""
 
     async def oldest() -> float | None:
         created_ms = await graph_db.read(outbox.oldest_created_ms)
         return None if created_ms is None else time.time() - created_ms / 1000
 
-    return outbox_age_metrics(oldest)
+    return outbox_age_metrics(oldest, max_age_s=max_age_s)
