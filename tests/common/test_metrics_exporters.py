@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import aio_pika
 import httpx
 import redis.asyncio as redis
 from aio_pika.abc import AbstractRobustConnection
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +26,7 @@ from common.metrics_exporters import (
     service_queues,
 )
 from common.settings import ServiceSettings
+from tests.common.test_app import running
 from tests.common.test_outbox import Database, amqp, db, make_relay, vhost_url
 from tests.support.polling import eventually
 from tests.support.server import free_port
@@ -62,14 +62,6 @@ def build(
     )
 
 
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 async def scrape(client: httpx.AsyncClient) -> Samples:
     response = await client.get("/metrics")
     assert response.status_code == 200
@@ -95,7 +87,8 @@ def queue_key(name: str, queue: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 async def test_murmur_ready_follows_the_last_readyz(redis_url: str) -> None:
     host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
-    async with tcp_proxy(host, int(port)) as proxy:
+    async with AsyncExitStack() as redis_path:
+        proxy = await redis_path.enter_async_context(tcp_proxy(host, int(port)))
         client_redis = redis.Redis(
             host="127.0.0.1", port=proxy.port, socket_connect_timeout=0.5, socket_timeout=0.5
         )
@@ -104,10 +97,10 @@ async def test_murmur_ready_follows_the_last_readyz(redis_url: str) -> None:
             assert (await scrape(client))[READY] == 0  # not probed yet
             assert (await client.get("/readyz")).status_code == 200
             assert (await scrape(client))[READY] == 1
-            proxy.close_all()  # Redis gone: connections cut, new ones refused below
+            await redis_path.aclose()  # Redis gone: connections cut, new ones refused
             assert (await client.get("/readyz")).status_code == 503
             assert (await scrape(client))[READY] == 0
-    await client_redis.aclose()
+            await client_redis.aclose()
 
 
 async def test_outbox_age_rises_while_rows_wait_and_is_zero_once_published(
