@@ -19,6 +19,9 @@ async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
     assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200 and "http_request" in metrics.text
+    # The alert rules' gauges (docs/operations.md, "Alerts"): /readyz passed, outbox empty.
+    assert "murmur_ready 1.0" in metrics.text
+    assert "murmur_outbox_oldest_unpublished_age_seconds 0.0" in metrics.text
     assert (await client.get("/docs")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]
     for path in (
