@@ -62,8 +62,8 @@ _SCRIPT_USERS = 100
 # commands per follower. KEYS: feed1, marker1, feed2, marker2, ... ARGV: cap, require_marker,
 # trim-above, score/member pairs. Skips missing markers; trims only once a feed holds more
 # than cap + slack (ZCARD is O(1), a trim is not); sets a TTL only on a feed key the ZADD
-# created (a read renews the TTLs of the feed and its marker together). A Redis Cluster cannot
-# run it (its keys span slots), so cluster deployments pipeline.
+# created (a read renews the TTLs of the feed and its marker together). On a Redis Cluster a
+# call carries the users of one hash slot only (``FeedManager._script_groups``).
 _BATCH_ADD_LUA = """
 local cap = tonumber(ARGV[1])
 local above = tonumber(ARGV[3])
@@ -204,7 +204,7 @@ class FeedManager:
         self.settings = settings
         self.posts = posts
         self.network = network
-        self._batch_add = None if settings.redis_cluster else redis.register_script(_BATCH_ADD_LUA)
+        self._batch_add = redis.register_script(_BATCH_ADD_LUA)
         self._page = redis.register_script(_PAGE_LUA)
         self._own_seen = redis.register_script(_OWN_SEEN_LUA)
 
@@ -224,53 +224,54 @@ class FeedManager:
         """Add ``entries`` to each user's built feed, pipelined; returns how many took them.
 
         A missing marker (inactive or unbuilt feed) is skipped: that feed is rebuilt on its
-        next read. Written feeds are trimmed to the cap and get the marker's TTL, so a feed
-        expires together with its marker. On a single node one script call per chunk; on a
-        cluster (whose pipelines cannot carry scripts, and a chunk's keys span slots) two
-        pipelined rounds: the markers' TTLs, then ZADD, trim and PEXPIRE.
+        next read. A feed is trimmed only once it holds more than cap + slack entries and
+        gets the marker's TTL only when the ZADD created it (a read renews both together).
+        One pipeline of script calls per chunk of users, on a single node and on a cluster
+        alike; on a cluster a call carries the users of one hash slot (a script's keys must
+        share a slot), and the pipeline goes to each node as one pipeline of its own, all
+        nodes at once.
         """
         if not entries or not user_ids:
             return 0
-        mapping = {member: score for member, score in entries}
         cap = self.settings.feed_cap
+        args: list[Any] = [cap, "1" if require_marker else "0", cap + self.settings.trim_slack]
+        for member, score in entries:
+            args += [score, member]
         written = 0
-        if self._batch_add is not None:
-            args: list[Any] = [cap, "1" if require_marker else "0", cap + self.settings.trim_slack]
-            for member, score in entries:
-                args += [score, member]
-            for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
-                written += await self._insert_scripted(chunk, args)
-            return written
         for chunk in _chunks(list(dict.fromkeys(user_ids)), _CHUNK):
-            ttls: list[int] = [-1] * len(chunk)
-            if require_marker:
-                pipe = self._pipeline()
-                for user_id in chunk:
-                    pipe.pttl(keys.feed_meta(user_id))
-                ttls = [int(t) for t in await pipe.execute()]
-            pipe = self._pipeline()
-            for user_id, ttl in zip(chunk, ttls, strict=True):
-                if ttl == -2:
-                    continue
-                self._write(pipe, keys.feed(user_id), mapping, ttl)
-                written += 1
-            await pipe.execute()
+            written += await self._insert_scripted(self._script_groups(chunk), args)
         return written
 
-    async def _insert_scripted(self, users: Sequence[str], args: list[Any]) -> int:
-        """One pipeline of script calls of at most ``_SCRIPT_USERS`` users each.
+    def _script_groups(self, users: Sequence[str]) -> list[Sequence[str]]:
+        """The users of each script call: at most ``_SCRIPT_USERS``, of one slot on a cluster.
+
+        On a cluster the calls are ordered by node, then slot, so each node's share of the
+        pipeline is contiguous (redis-py splits a cluster pipeline per node either way).
+        """
+        if not self.settings.redis_cluster:
+            return list(_chunks(users, _SCRIPT_USERS))
+        by_slot: dict[int, list[str]] = {}
+        for user_id in users:
+            by_slot.setdefault(self.redis.keyslot(keys.feed(user_id)), []).append(user_id)
+        node_of = self.redis.nodes_manager.get_node_from_slot
+        ordered = sorted(by_slot, key=lambda slot: (node_of(slot).name, slot))
+        return [group for slot in ordered for group in _chunks(by_slot[slot], _SCRIPT_USERS)]
+
+    async def _insert_scripted(self, groups: Sequence[Sequence[str]], args: list[Any]) -> int:
+        """One pipeline of script calls, one per group of users.
 
         EVALSHA by hand: redis-py's pipelined scripts cost a SCRIPT EXISTS round trip per
-        pipeline. After a Redis restart (script cache empty) the script is loaded and the
-        chunk written again, which is idempotent.
+        pipeline. After a Redis restart (script cache empty) the script is loaded (on every
+        node of a cluster) and the chunk written again, which is idempotent.
         """
-        assert self._batch_add is not None
         sha = self._batch_add.sha
         for attempt in range(2):
             pipe = self._pipeline()
-            for group in _chunks(users, _SCRIPT_USERS):
+            for group in groups:
                 group_keys = [k for u in group for k in (keys.feed(u), keys.feed_meta(u))]
-                pipe.evalsha(sha, len(group_keys), *group_keys, *args)
+                # execute_command: redis-py's cluster pipeline blocks its evalsha method
+                # (keys could span slots), not the command; these keys share one slot.
+                pipe.execute_command("EVALSHA", sha, len(group_keys), *group_keys, *args)
             try:
                 return sum(int(n) for n in await pipe.execute())
             except NoScriptError:

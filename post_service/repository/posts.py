@@ -10,6 +10,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     and_,
+    any_,
     delete,
     exists,
     false,
@@ -21,8 +22,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from post_service.models import TS_CONFIG, Author, Like, Post, PostHashtag, PostMention
 from post_service.schemas import Post as PostView
@@ -145,7 +147,12 @@ class PostRepository:
     # -- reads --------------------------------------------------------------------------------
 
     async def views(self, ids: Sequence[str], viewer_id: str | None) -> dict[str, PostView]:
-        """Public shapes of the posts among ``ids`` that exist, keyed by id."""
+        """Public shapes of the posts among ``ids`` that exist, keyed by id.
+
+        One statement: the mentions come as a JSON array per row (correlated subquery) and
+        the ids as one array parameter, so the SQL text (and the driver's prepared
+        statement) is the same whatever the number of ids.
+        """
         if not ids:
             return {}
         liked: ColumnElement[bool] = (
@@ -153,14 +160,37 @@ class PostRepository:
             if viewer_id is not None
             else false()
         )
-        rows = await self.session.execute(
-            select(Post, Author.id, Author.username, Author.display_name, liked.label("liked"))
-            .join(Author, Author.id == Post.author_id)
-            .where(Post.id.in_(list(ids)))
+        mentioned = aliased(Author)
+        mentions = (
+            select(
+                func.json_agg(
+                    aggregate_order_by(
+                        func.json_build_array(
+                            mentioned.id, mentioned.username, mentioned.display_name
+                        ),
+                        PostMention.position,
+                    ),
+                    type_=JSON,
+                )
+            )
+            .join(mentioned, mentioned.id == PostMention.user_id)
+            .where(PostMention.post_id == Post.id, mentioned.deleted_at.is_(None))
+            .scalar_subquery()
         )
-        mentions = await self._mentions(ids)
+        rows = await self.session.execute(
+            select(
+                Post,
+                Author.id,
+                Author.username,
+                Author.display_name,
+                liked.label("liked"),
+                mentions.label("mentions"),
+            )
+            .join(Author, Author.id == Post.author_id)
+            .where(Post.id == any_(literal(list(ids), ARRAY(Post.id.type))))
+        )
         result: dict[str, PostView] = {}
-        for post, author_id, username, display_name, is_liked in rows.tuples():
+        for post, author_id, username, display_name, is_liked, mention_rows in rows.tuples():
             result[post.id] = PostView(
                 id=post.id,
                 author=UserSummary(id=author_id, username=username, display_name=display_name),
@@ -169,36 +199,48 @@ class PostRepository:
                 edited_at=post.edited_at,
                 reply_to_id=post.reply_to_id,
                 hashtags=list(post.hashtags),
-                mentions=mentions.get(post.id, []),
+                mentions=[
+                    UserSummary(id=user_id, username=name, display_name=display)
+                    for user_id, name, display in mention_rows or ()
+                ],
                 like_count=post.like_count,
                 comment_count=post.comment_count,
                 liked_by_me=bool(is_liked),
             )
         return result
 
-    async def _mentions(self, ids: Sequence[str]) -> dict[str, list[UserSummary]]:
-        rows = await self.session.execute(
-            select(PostMention.post_id, Author.id, Author.username, Author.display_name)
-            .join(Author, Author.id == PostMention.user_id)
-            .where(PostMention.post_id.in_(list(ids)), Author.deleted_at.is_(None))
-            .order_by(PostMention.post_id, PostMention.position)
-        )
-        result: dict[str, list[UserSummary]] = {}
-        for post_id, user_id, username, display_name in rows.tuples():
-            result.setdefault(post_id, []).append(
-                UserSummary(id=user_id, username=username, display_name=display_name)
-            )
-        return result
+    async def active_author_timeline(
+        self, author_id: str, after: PostKey | None, limit: int
+    ) -> list[PostKey] | None:
+        """A page of the author's post keys, newest first; None if no active author.
 
-    async def timeline(self, author_id: str, after: PostKey | None, limit: int) -> list[PostKey]:
-        """Newest first; served by ix_posts_author_id_created_at_id."""
-        stmt = select(Post.created_at, Post.id).where(Post.author_id == author_id)
+        One statement: the author row (the 404 check) left-joined to the page, which is
+        served by ix_posts_author_id_created_at_id.
+        """
+        page = select(Post.created_at, Post.id).where(Post.author_id == author_id)
         if after is not None:
-            stmt = stmt.where(tuple_(Post.created_at, Post.id) < tuple_(after.created_at, after.id))
-        rows = await self.session.execute(
-            stmt.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit)
+            page = page.where(tuple_(Post.created_at, Post.id) < tuple_(after.created_at, after.id))
+        keys = page.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit).lateral()
+        rows: Sequence[tuple[str, datetime | None, str | None]] = (
+            (
+                await self.session.execute(
+                    select(Author.id, keys.c.created_at, keys.c.id)
+                    .select_from(Author)
+                    .outerjoin(keys, true())
+                    .where(Author.id == author_id, Author.deleted_at.is_(None))
+                    .order_by(keys.c.created_at.desc(), keys.c.id.desc())
+                )
+            )
+            .tuples()
+            .all()
         )
-        return [PostKey(created_at, post_id) for created_at, post_id in rows.tuples()]
+        if not rows:
+            return None
+        return [
+            PostKey(created_at, post_id)
+            for _, created_at, post_id in rows
+            if created_at is not None and post_id is not None
+        ]
 
     async def by_tag(self, tag: str, after: PostKey | None, limit: int) -> list[PostKey]:
         """Newest first; served by ix_post_hashtags_tag_created_at_post_id."""

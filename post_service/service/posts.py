@@ -223,9 +223,9 @@ class PostService:
         self, user_id: str, viewer: AccessClaims | None, limit: int, after: TimeCursor | None
     ) -> Page[Post]:
         position = CursorCodec.parse_post(after)
-        if await self.authors.get_active(user_id) is None:
+        keys = await self.posts.active_author_timeline(user_id, position, limit + 1)
+        if keys is None:
             raise NotFound("User not found")
-        keys = await self.posts.timeline(user_id, position, limit + 1)
         return await self._post_page(keys, limit, viewer)
 
     async def _post_page(

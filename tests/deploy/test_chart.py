@@ -204,6 +204,27 @@ def test_every_service_deployment_is_probed_and_locked_down(
     assert "ServiceAccount" in kinds and "ConfigMap" in kinds
 
 
+def _env(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    return next((e for e in container.get("env", []) if e["name"] == name), None)
+
+
+@pytest.mark.parametrize("values", list(VALUE_SETS))
+def test_feed_reads_write_marks_from_post_services_redis(
+    rendered: dict[str, list[dict[str, Any]]], values: str
+) -> None:
+    """Without FEED_WRITE_MARKS_REDIS_URL every first feed page calls post_service."""
+    deployments = {d["metadata"]["name"]: d for d in of_kind(rendered[values], "Deployment")}
+    post_redis = _env(deployments["t-murmur-post"], "POST_REDIS_URL")
+    assert post_redis is not None
+    feeds = [d for name, d in deployments.items() if name.startswith("t-murmur-feed")]
+    assert feeds
+    for feed in feeds:
+        marks = _env(feed, "FEED_WRITE_MARKS_REDIS_URL")
+        assert marks is not None, feed["metadata"]["name"]
+        assert marks["valueFrom"] == post_redis["valueFrom"]
+
+
 def test_production_scales(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["production"]
     hpas = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")}

@@ -335,15 +335,42 @@ async def test_feeds_are_capped_and_keep_the_newest(harness_factory: Any) -> Non
     a, bob = await _bob_follows_alice(h)
     now = utcnow()
     post_ids = [new_id() for _ in range(5)]
+    sizes = []
     for n, post_id in enumerate(post_ids):
         created = now + timedelta(milliseconds=n)
         await _deliver(
             h, _env(PostCreated(post_id=post_id, author_id=a, content=f"{n}", created_at=created))
         )
-    assert await h.redis.zcard(f"feed:{{u:{bob.id}}}") == 3
+        sizes.append(await h.redis.zcard(f"feed:{{u:{bob.id}}}"))
+    # No trim up to cap + slack (single node and cluster alike), then back to the cap.
+    assert sizes == [1, 2, 3, 4, 3]
     assert await h.feed_ids(bob) == list(reversed(post_ids))[:3]
     # Every entry names its author.
     assert all(m.endswith(":" + a) for m in await h.redis.zrange(f"feed:{{u:{bob.id}}}", 0, -1))
+
+
+async def test_delivery_sets_a_ttl_only_on_a_new_feed_key(harness_factory: Any) -> None:
+    """An existing feed keeps its TTL (reads renew it with the marker's); a feed key the
+    delivery creates gets the marker's."""
+    h: FeedHarness = await harness_factory(run_workers=False)
+    (a, an), (b, bn), (c, cn) = _people(["alice", "bob", "carol"])
+    h.graph.known |= {a, b, c}
+    for uid, name in ((a, an), (b, bn), (c, cn)):
+        registered = UserRegistered(user_id=uid, username=name, display_name=name, email="x@y.org")
+        await _deliver(h, _env(registered))
+    for uid, name in ((b, bn), (c, cn)):
+        await h.feed_page(User(uid, name, h.tokens.mint(uid, name)))
+        await _deliver(h, _env(UserFollowed(follower_id=uid, followee_id=a, followed_at=utcnow())))
+    await h.redis.zadd(f"feed:{{u:{b}}}", {"old:x": 1})
+    await h.redis.pexpire(f"feed:{{u:{b}}}", 60_000)
+    await h.redis.delete(f"feed:{{u:{c}}}")
+    await _deliver(
+        h, _env(PostCreated(post_id=new_id(), author_id=a, content="hi", created_at=utcnow()))
+    )
+    assert 0 < await h.redis.pttl(f"feed:{{u:{b}}}") <= 60_000
+    marker_ttl = await h.redis.pttl(f"feedmeta:{{u:{c}}}")
+    assert await h.redis.zcard(f"feed:{{u:{c}}}") == 1
+    assert marker_ttl - 5_000 < await h.redis.pttl(f"feed:{{u:{c}}}") <= marker_ttl
 
 
 async def test_likes_and_comments_consumed_before_their_post_are_counted(

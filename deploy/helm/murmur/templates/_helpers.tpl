@@ -108,6 +108,10 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "AUTH_EVENT_SEAL_KEYS" "key" "event-seal-keys") }}
 {{- else if eq .component "post" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "POST_DATABASE_URL" "key" "post-database-url") }}
+{{- else if eq .component "feed" }}
+{{/* post_service's Redis (the same key as POST_REDIS_URL): read-your-own-writes reads the
+write marks there instead of calling post_service on every first page (docs/feed.md). */}}
+{{ include "murmur.secretEnv" (dict "root" $root "name" "FEED_WRITE_MARKS_REDIS_URL" "key" "redis-url") }}
 {{- else if eq .component "network" }}
 {{ include "murmur.secretEnv" (dict "root" $root "name" "NETWORK_NEO4J_PASSWORD" "key" "neo4j-password") }}
 {{- else if eq .component "email" }}
