@@ -47,6 +47,7 @@ from common.security import (
     deny_list_running,
 )
 from common.settings import ServiceSettings
+from common.tracing import configure_tracing, shutdown_tracing
 from common.workers import Worker, running
 
 __all__ = [
@@ -311,6 +312,7 @@ def create_app(
             log.info("service_started")
             yield
         log.info("service_stopped")
+        shutdown_tracing()  # the spans of the shutdown too
 
     # The interactive docs and the schema list internal endpoints too: only where wanted.
     docs = settings.api_docs_enabled
@@ -344,4 +346,8 @@ def create_app(
     app.add_middleware(_TelemetryMiddleware, metrics=_HttpMetrics(registry))
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(_SecurityHeadersMiddleware)
+    # Last: the OpenTelemetry middleware goes outermost, so the server span covers the whole
+    # request and every log line in it carries the trace id. Off (no OTEL_* endpoint), this
+    # neither imports the SDK nor touches the app.
+    configure_tracing(name, app)
     return app

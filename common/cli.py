@@ -19,6 +19,7 @@ import typer
 
 from common.logging import configure_logging, get_logger
 from common.settings import ServiceSettings
+from common.tracing import configure_tracing, shutdown_tracing
 from common.workers import running
 
 if TYPE_CHECKING:
@@ -105,8 +106,12 @@ def service_cli(
 
         loaded = settings()
         configure_logging(name, loaded.log_level)
+        configure_tracing(name)
         lifespan = importlib.import_module(app_module).lifespan
-        asyncio.run(run_until_signalled(lifespan(loaded, WORKER)))
+        try:
+            asyncio.run(run_until_signalled(lifespan(loaded, WORKER)))
+        finally:
+            shutdown_tracing()
 
     @cli.command("migrate")
     def migrate_command() -> None:

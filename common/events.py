@@ -11,11 +11,20 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from common.ids import new_id
 from common.logging import correlation_id
 from common.time import Timestamp, utcnow
+from common.tracing import trace_headers
 
 __all__ = [
     "CONSUMERS",
@@ -60,6 +69,19 @@ class EventEnvelope(BaseModel):
     producer: str
     correlation_id: str | None = None
     data: dict[str, Any]
+    # The W3C trace context of the code that emitted the event (``traceparent``...), kept in
+    # the outbox so that the relay's publish, long after, continues the request's trace.
+    # Absent when tracing is off: the wire format is then what it always was.
+    trace: dict[str, str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_trace(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("trace") is None:
+            dumped.pop("trace", None)
+        return dumped
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -292,6 +314,7 @@ def make_envelope(
         producer=producer,
         correlation_id=correlation_id if correlation_id is not None else _current_correlation_id(),
         data=payload.model_dump(mode="json"),
+        trace=trace_headers() or None,
     )
 
 

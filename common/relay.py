@@ -26,12 +26,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from common.events import EventEnvelope, consumers_of
 from common.logging import get_logger
 from common.messaging.publisher import Publisher, UnroutableError
 from common.messaging.routing import RoutingBackoff
+from common.tracing import remote_parent
 
 __all__ = [
     "Claim",
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 _log = get_logger("common.relay")
+_tracer = trace.get_tracer("common.relay")
 
 # What became of one event: confirmed; unroutable and nobody consumes its type (done too);
 # unroutable although a service consumes it (its queue is not declared yet: retry later);
@@ -315,7 +318,14 @@ class Relay:
         if envelope is None:
             return "invalid"
         try:
-            await self._publisher.publish(envelope)
+            # In the trace of the request that emitted the event (aio-pika's span is a child).
+            with (
+                remote_parent(envelope.trace),
+                _tracer.start_as_current_span(
+                    "outbox.publish", attributes={"messaging.message.id": envelope.id}
+                ),
+            ):
+                await self._publisher.publish(envelope)
         except UnroutableError:
             if consumers_of(envelope.type):
                 return "not_routable_yet"

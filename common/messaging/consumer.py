@@ -24,6 +24,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from opentelemetry import trace
 
 from common.events import EventDecodeError, EventEnvelope, consumers_of
 from common.failures import is_transient
@@ -47,6 +48,8 @@ RETRIES_HEADER: Final = "x-murmur-retries"
 ATTEMPTS_HEADER: Final = "x-murmur-attempts"
 
 _log = get_logger(__name__)
+# Inside aio-pika's consumer span, which continues the publisher's trace (AMQP headers).
+_tracer = trace.get_tracer("common.messaging.consumer")
 
 
 async def run_until_cancelled(
@@ -223,12 +226,20 @@ class Consumer:
         # Each delivery runs in its own task (own context copy), so this binding cannot leak
         # into another message's logs.
         bind_correlation_id(envelope.correlation_id or envelope.id)
-        with structlog.contextvars.bound_contextvars(
-            event_id=envelope.id, event_type=envelope.type
+        with (
+            structlog.contextvars.bound_contextvars(event_id=envelope.id, event_type=envelope.type),
+            _tracer.start_as_current_span(
+                f"handle {envelope.type}",
+                attributes={"messaging.message.id": envelope.id, "murmur.consumer": self.service},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
         ):
             try:
                 await handler(payload, envelope)
             except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR, _describe(exc)[:200])
                 if is_transient(exc):
                     await self._retry(message, exc)
                 else:

@@ -23,6 +23,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
 
 from common.logging import get_logger
@@ -37,6 +38,9 @@ FANOUT_DEAD: Final = "feed.fanout.dead"
 _DELIVERY_LIMIT: Final = 10
 
 _log = get_logger("feed_service.fanout")
+# Inside aio-pika's consumer span: the batch message carries the post.created handler's
+# trace in its AMQP headers, so every batch of a post shows in the post's trace.
+_tracer = trace.get_tracer("feed_service.fanout")
 
 
 class FanoutBatch(BaseModel):
@@ -191,11 +195,19 @@ class FanoutWorker:
             await message.reject(requeue=False)  # dead-lettered: nothing can handle it
             return
         try:
-            if batch.op == "add":
-                written = await self._feeds.insert(batch.user_ids, batch.entries)
-            else:
-                await self._feeds.remove(batch.user_ids, batch.members)
-                written = len(batch.user_ids)
+            with _tracer.start_as_current_span(
+                "fanout.batch",
+                attributes={
+                    "murmur.fanout.batch": batch.id,
+                    "murmur.fanout.op": batch.op,
+                    "murmur.fanout.followers": len(batch.user_ids),
+                },
+            ):
+                if batch.op == "add":
+                    written = await self._feeds.insert(batch.user_ids, batch.entries)
+                else:
+                    await self._feeds.remove(batch.user_ids, batch.members)
+                    written = len(batch.user_ids)
         except Exception as exc:
             _log.warning("fanout_batch_failed", batch=batch.id, error=type(exc).__name__)
             # Requeued; the quorum queue's delivery limit dead-letters a batch that keeps failing.

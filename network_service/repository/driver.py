@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from network_service.settings import NetworkSettings
 
@@ -13,6 +16,10 @@ __all__ = ["Graph", "create_driver"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# No maintained instrumentation exists for the Neo4j driver: a span per transaction function
+# (retries of a transient failure included) is what an operator needs to see a slow query.
+_tracer = trace.get_tracer("network_service.neo4j")
 
 TxWork = Callable[Concatenate[AsyncManagedTransaction, P], Awaitable[R]]
 
@@ -42,9 +49,19 @@ class Graph:
         self.database = database
 
     async def read(self, work: TxWork[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_read(work, *args, **kwargs)
+        with self._span("read", work):
+            async with self.driver.session(database=self.database) as session:
+                return await session.execute_read(work, *args, **kwargs)
 
     async def write(self, work: TxWork[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_write(work, *args, **kwargs)
+        with self._span("write", work):
+            async with self.driver.session(database=self.database) as session:
+                return await session.execute_write(work, *args, **kwargs)
+
+    def _span(self, mode: str, work: Callable[..., Any]) -> AbstractContextManager[Span]:
+        name = getattr(work, "__name__", type(work).__name__)
+        return _tracer.start_as_current_span(
+            f"neo4j.{mode} {name}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "neo4j", "db.namespace": self.database},
+        )
