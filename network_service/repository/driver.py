@@ -59,7 +59,8 @@ class Graph:
                 return await session.execute_write(work, *args, **kwargs)
 
     def _span(self, mode: str, work: Callable[..., Any]) -> AbstractContextManager[Span]:
-        name = getattr(work, "__name__", type(work).__name__)
+        # The qualified name: a closure is named after its caller ("FollowService.follow.work").
+        name = getattr(work, "__qualname__", type(work).__qualname__).replace(".<locals>", "")
         return _tracer.start_as_current_span(
             f"neo4j.{mode} {name}",
             kind=trace.SpanKind.CLIENT,
