@@ -255,9 +255,8 @@ async def post_app_url(
 
 
 async def _consumer_ready(app: FastAPI) -> bool:
-    # post_service keeps its workers on app.state.workers (older versions: app.state.consumer)
-    workers = getattr(app.state, "workers", None)
-    consumer = getattr(workers, "consumer", None) or getattr(app.state, "consumer", None)
+    # The service's lifespan puts its consumer on app.state (common.app.Wiring.state).
+    consumer = getattr(app.state, "consumer", None)
     return consumer is not None and consumer.connection is not None
 
 

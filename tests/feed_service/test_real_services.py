@@ -44,8 +44,8 @@ async def network_service_url(
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30), serve(app) as url:
 
         async def ready() -> bool:
-            workers = getattr(app.state, "workers", None)
-            return workers is not None and workers.consumer.connection is not None
+            consumer = getattr(app.state, "consumer", None)
+            return consumer is not None and consumer.connection is not None
 
         await eventually(ready, timeout=60)
         yield url
