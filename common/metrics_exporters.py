@@ -25,17 +25,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-import aio_pika
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
 from common.logging import get_logger
-from common.messaging.topology import (
-    DEFAULT_RETRY_DELAYS_MS,
-    dead_queue_name,
-    queue_name,
-    retry_queue_name,
-)
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractConnection
@@ -172,16 +165,24 @@ def record_taken(queue: str, published: datetime | None) -> None:
         _taken[queue] = published.timestamp()
 
 
-def service_queues(
-    service: str, retry_delays_ms: Sequence[int] = DEFAULT_RETRY_DELAYS_MS
-) -> list[str]:
+def service_queues(service: str, retry_delays_ms: Sequence[int] | None = None) -> list[str]:
     """The queues ``common.messaging.topology.declare_topology`` declares for ``service``."""
+    # Imported here, as aio_pika below: building an app must not load the client libraries.
+    from common.messaging.topology import (
+        DEFAULT_RETRY_DELAYS_MS,
+        dead_queue_name,
+        queue_name,
+        retry_queue_name,
+    )
+
+    if retry_delays_ms is None:
+        retry_delays_ms = DEFAULT_RETRY_DELAYS_MS
     retries = [retry_queue_name(service, delay) for delay in sorted(set(retry_delays_ms))]
     return [queue_name(service), *retries, dead_queue_name(service)]
 
 
 def queue_metrics(
-    amqp_url: str, service: str, retry_delays_ms: Sequence[int] = DEFAULT_RETRY_DELAYS_MS
+    amqp_url: str, service: str, retry_delays_ms: Sequence[int] | None = None
 ) -> ScrapedMetrics:
     """The queue gauges of the queues ``service`` consumes from (``Wiring.metrics``)."""
     return QueueMetrics(amqp_url, service_queues(service, retry_delays_ms)).metrics
@@ -223,6 +224,10 @@ class QueueMetrics:
                 await connection.close()
 
     async def _counts(self) -> dict[str, int]:
+        # Imported here: every app builds this module's gauges, and building an app must not
+        # load the client libraries (tests/common/test_errors.py).
+        import aio_pika
+
         if self._connection is None or self._connection.is_closed:
             self._connection = await aio_pika.connect(self._url, timeout=self._timeout_s)
         counts: dict[str, int] = {}
