@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -21,7 +22,9 @@ async def test_health_readiness_metrics_docs(client: httpx.AsyncClient) -> None:
     assert metrics.status_code == 200 and "http_request" in metrics.text
     # The alert rules' gauges (docs/operations.md, "Alerts"): /readyz passed, outbox empty.
     assert "murmur_ready 1.0" in metrics.text
-    assert "murmur_outbox_oldest_unpublished_age_seconds 0.0" in metrics.text
+    # Exported; its value depends on what earlier tests left in the outbox (this client runs no
+    # relay), so the values are tested in tests/common/test_metrics_exporters.py.
+    assert re.search(r"^murmur_outbox_oldest_unpublished_age_seconds [0-9.]+$", metrics.text, re.M)
     assert (await client.get("/docs")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]
     for path in (
